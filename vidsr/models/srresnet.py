@@ -1,0 +1,66 @@
+"""SRResNet (Ledig et al. 2017, "Photo-Realistic Single Image Super-Resolution Using a GAN").
+
+The SRGAN generator is this same network with its own weights. Input and output are RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3-BN-PReLU-conv3x3-BN plus the identity."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.PReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)  # (N, C, H, W)
+
+
+class SubPixelUpsample(nn.Module):
+    """conv3x3 C -> 4C, PixelShuffle(2), PReLU: doubles height and width."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels * 4, 3, padding=1),
+            nn.PixelShuffle(2),
+            nn.PReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (N, C, H, W) -> (N, C, 2H, 2W)
+
+
+class SRResNet(nn.Module):
+    def __init__(self, *, blocks: int = 16, channels: int = 64, scale: int = 4):
+        super().__init__()
+        if scale < 2 or scale & (scale - 1):
+            raise ValueError(f"scale must be a power of two >= 2, got {scale}")
+        self.scale = scale
+        self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU())
+        self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
+        self.trunk_tail = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels)
+        )
+        self.upsample = nn.Sequential(
+            *[SubPixelUpsample(channels) for _ in range(int(math.log2(scale)))]
+        )
+        self.tail = nn.Conv2d(channels, 3, 9, padding=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.head(x)  # (N, 3, H, W) -> (N, C, H, W)
+        trunk = self.trunk_tail(self.blocks(feat))  # (N, C, H, W)
+        up = self.upsample(feat + trunk)  # (N, C, sH, sW)
+        return self.tail(up)  # (N, 3, sH, sW)

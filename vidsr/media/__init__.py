@@ -1,0 +1,1 @@
+"""Everything that touches containers: probe (VideoInfo), decode (frame batches), encode (writer)."""

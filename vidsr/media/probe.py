@@ -1,0 +1,149 @@
+"""Read what a video is before touching its frames: size, timing, pixel format, colour, streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from ..errors import InputError
+
+# FFmpeg's AVCOL_* numbers; 2 is "unspecified" for primaries, transfer and matrix alike.
+UNSPECIFIED = 2
+MATRIX_NAMES = {
+    1: "bt709",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    9: "bt2020nc",
+    10: "bt2020c",
+}
+RANGE_NAMES = {0: "unspecified", 1: "limited", 2: "full"}
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    type: str  # audio, subtitle, data, attachment
+    codec: str
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    container: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    time_base: Fraction
+    average_rate: Fraction | None
+    frames: int  # from the container header; 0 when unknown
+    duration: float | None  # seconds
+    codec: str
+    color_primaries: int = UNSPECIFIED
+    color_trc: int = UNSPECIFIED
+    colorspace: int = UNSPECIFIED  # the YUV matrix
+    color_range: int = 0  # 0 unspecified, 1 limited (MPEG), 2 full (JPEG)
+    rotation: int = 0  # degrees, from the display matrix
+    other_streams: tuple[StreamInfo, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def matrix(self) -> int:
+        """The YUV matrix to decode with: the tag, or the usual guess by size when untagged."""
+        if self.colorspace in MATRIX_NAMES:
+            return self.colorspace
+        # What players do with untagged video: HD is BT.709, SD is BT.601.
+        return 1 if self.height >= 720 or self.width >= 1280 else 6
+
+    @property
+    def full_range(self) -> bool:
+        return self.color_range == 2 or self.pix_fmt.startswith("yuvj")
+
+
+def _bit_depth(pix_fmt: str) -> int:
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+        return max(c.bits for c in fmt.components)
+    except Exception:  # noqa: BLE001 - exotic formats: assume 8 bits
+        return 8
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Open `path` and describe its first video stream; InputError when that is not possible."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a video file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            cc = stream.codec_context
+            if cc.codec is None or not cc.codec.name:
+                raise InputError(f"{path}: its video codec cannot be decoded")
+            if not cc.width or not cc.height or cc.pix_fmt is None:
+                raise InputError(f"{path}: the video stream has no usable size or pixel format")
+            duration = None
+            if stream.duration is not None and stream.time_base:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration:
+                duration = container.duration / av.time_base
+            others = tuple(
+                StreamInfo(
+                    s.index,
+                    s.type,
+                    s.codec_context.name if s.codec_context else "?",
+                    s.metadata.get("language"),
+                )
+                for s in container.streams
+                if s.index != stream.index
+            )
+            return VideoInfo(
+                path=path,
+                container=container.format.name,
+                width=cc.width,
+                height=cc.height,
+                pix_fmt=cc.pix_fmt,
+                bit_depth=_bit_depth(cc.pix_fmt),
+                time_base=stream.time_base or Fraction(1, 90000),
+                average_rate=stream.average_rate or stream.guessed_rate,
+                frames=stream.frames or 0,
+                duration=duration,
+                codec=cc.name,
+                color_primaries=int(cc.color_primaries),
+                color_trc=int(cc.color_trc),
+                colorspace=int(cc.colorspace),
+                color_range=int(cc.color_range),
+                rotation=_rotation(stream),
+                other_streams=others,
+                metadata=dict(container.metadata),
+            )
+    except InputError:
+        raise
+    except av.error.FFmpegError as e:
+        raise InputError(f"{path} is not a readable video ({_reason(e)})") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {path}: {e}") from None
+
+
+def _rotation(stream) -> int:
+    """Degrees of the stream's display-matrix rotation (0 when absent)."""
+    try:
+        side = getattr(stream, "side_data", None)
+        if side and "DISPLAYMATRIX" in side:
+            return int(round(side["DISPLAYMATRIX"])) % 360
+    except Exception:  # noqa: BLE001 - rotation is optional metadata
+        pass
+    return 0
+
+
+def _reason(e: Exception) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return msg.strip().splitlines()[0] if msg else type(e).__name__

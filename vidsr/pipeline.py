@@ -1,0 +1,302 @@
+"""The streaming upscale: decode thread -> model stage -> encode thread, joined by bounded queues.
+
+Memory stays flat however long the video is: at most `queue_frames` frames wait between stages.
+The same stages serve CPU and GPU; on a GPU, batches travel through pinned host memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import UpscaleConfig
+from .engine import Engine
+from .errors import Cancelled, InputError, OutputError, VidsrError
+from .media.decode import FrameBatch, FrameReader
+from .media.encode import TEMP_MARKER, VideoWriter
+from .media.probe import VideoInfo, probe
+from .weights import load_generator
+
+VIDEO_EXTENSIONS = {
+    ".mp4",
+    ".m4v",
+    ".mkv",
+    ".mov",
+    ".webm",
+    ".avi",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+    ".y4m",
+    ".h264",
+    ".hevc",
+}
+# Containers we write; other inputs (.avi, .ts, ...) get an .mkv, which holds any stream they do.
+OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mkv", ".mov", ".webm"}
+_END = object()  # queue sentinel: the stage before has finished
+
+Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
+
+
+@dataclass
+class UpscaleResult:
+    input: Path
+    output: Path
+    frames: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    output_bytes: int = 0
+    corrupt_frames: int = 0  # frames repeated for undecodable packets, or decoded with errors
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def default_output(src: Path, out_dir: Path | None = None) -> Path:
+    suffix = src.suffix.lower() if src.suffix.lower() in OUTPUT_EXTENSIONS else ".mkv"
+    return (out_dir or src.parent) / f"{src.stem}_x4{suffix}"
+
+
+def build_engine(config: UpscaleConfig) -> Engine:
+    model, record = load_generator(config.model, config.weights)
+    value_range = record.value_range if record is not None else (0.0, 1.0)
+    return Engine(model, device=config.device, precision=config.precision, value_range=value_range)
+
+
+class _Stages:
+    """Shared state of one run's threads: the first error wins and stops everyone."""
+
+    def __init__(self, cancel: threading.Event | None):
+        self.stop = threading.Event()
+        self.cancel = cancel
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, e: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = e
+        self.stop.set()
+
+    def stopped(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            self.stop.set()
+        return self.stop.is_set()
+
+    def put(self, q: queue.Queue, item) -> bool:
+        while not self.stopped():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def get(self, q: queue.Queue):
+        while not self.stopped():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        return _END
+
+
+def upscale_file(
+    src: Path,
+    dst: Path,
+    config: UpscaleConfig,
+    *,
+    engine: Engine | None = None,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> UpscaleResult:
+    """Upscale one video file into `dst`. Raises VidsrError subclasses; Cancelled if `cancel` is set."""
+    src, dst = Path(src), Path(dst)
+    info = probe(src)
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise OutputError(f"output {dst} is the input itself; choose another name")
+    if dst.suffix.lower() not in OUTPUT_EXTENSIONS:
+        raise OutputError(
+            f"cannot write {dst.suffix or 'extension-less'} files; use one of "
+            f"{', '.join(sorted(OUTPUT_EXTENSIONS))}"
+        )
+    engine = engine or build_engine(config)
+    result = UpscaleResult(src, dst)
+
+    def note(msg: str) -> None:
+        result.warnings.append(msg)
+        if warn is not None:
+            warn(msg)
+
+    stages = _Stages(cancel)
+    decoded: queue.Queue = queue.Queue(maxsize=max(1, config.queue_frames // config.batch_size))
+    upscaled: queue.Queue = queue.Queue(maxsize=max(1, config.queue_frames // config.batch_size))
+    t0 = time.perf_counter()
+    with VideoWriter(
+        info, dst, config.encode, scale=engine.scale, overwrite=config.overwrite, warn=note
+    ) as writer:
+        reader = FrameReader(info, batch_size=config.batch_size, stop=stages.stop)
+        threads = [
+            threading.Thread(
+                target=_decode_stage,
+                args=(reader, decoded, stages),
+                daemon=True,
+                name="vidsr-decode",
+            ),
+            threading.Thread(
+                target=_encode_stage,
+                args=(writer, upscaled, stages, info, progress),
+                daemon=True,
+                name="vidsr-encode",
+            ),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            _model_stage(engine, decoded, upscaled, stages)
+        except BaseException as e:  # noqa: BLE001 - handed to the shared error slot
+            stages.fail(e)
+        finally:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.1)
+        if stages.error is not None:
+            raise stages.error
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled: {src}")
+        if writer.stats.frames == 0:
+            raise InputError(f"{src}: no frame could be decoded")
+    result.seconds = time.perf_counter() - t0
+    result.frames = writer.stats.frames
+    result.fps = result.frames / result.seconds if result.seconds else 0.0
+    result.output_bytes = dst.stat().st_size
+    result.corrupt_frames = reader.repeated_frames + reader.corrupt_frames
+    if result.corrupt_frames:
+        note(
+            f"{result.corrupt_frames} frame(s) were damaged in the source "
+            f"({reader.repeated_frames} repeated the last good frame)"
+        )
+    return result
+
+
+def _decode_stage(reader: FrameReader, out: queue.Queue, stages: _Stages) -> None:
+    try:
+        with reader:
+            for batch in reader:
+                if not stages.put(out, batch):
+                    return
+        stages.put(out, _END)
+    except BaseException as e:  # noqa: BLE001
+        stages.fail(e)
+
+
+def _model_stage(engine: Engine, inq: queue.Queue, out: queue.Queue, stages: _Stages) -> None:
+    pin = engine.device.type == "cuda"
+    while True:
+        batch = stages.get(inq)
+        if batch is _END:
+            stages.put(out, _END)
+            return
+        frames = torch.from_numpy(batch.frames)
+        if pin:
+            frames = frames.pin_memory()
+        upscaled = engine(frames).cpu().numpy()
+        if not stages.put(out, FrameBatch(upscaled, batch.pts)):
+            return
+
+
+def _encode_stage(
+    writer: VideoWriter,
+    inq: queue.Queue,
+    stages: _Stages,
+    info: VideoInfo,
+    progress: Progress | None,
+) -> None:
+    try:
+        done = 0
+        while True:
+            batch = stages.get(inq)
+            if batch is _END:
+                return
+            for frame, pts in zip(batch.frames, batch.pts):
+                writer.write(np.ascontiguousarray(frame), pts)
+                done += 1
+            if progress is not None:
+                progress(done, info.frames)
+    except BaseException as e:  # noqa: BLE001
+        stages.fail(e)
+
+
+def list_videos(folder: Path) -> list[Path]:
+    """The videos directly inside `folder`, skipping our own outputs and temporary files."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and p.suffix.lower() in VIDEO_EXTENSIONS
+        and not p.name.startswith(".")
+        and not p.stem.endswith("_x4")
+        and TEMP_MARKER not in p.name
+    )
+
+
+def plan_jobs(input: Path, output: Path | None) -> list[tuple[Path, Path]]:
+    """(source, target) pairs for a file or a folder input."""
+    if not input.exists():
+        raise InputError(f"no such file or folder: {input}")
+    if input.is_dir():
+        if output is not None and output.exists() and not output.is_dir():
+            raise OutputError(f"{output} is a file; a folder input needs an output folder")
+        if output is not None:
+            try:
+                output.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"cannot create output folder {output}: {e.strerror}") from None
+        videos = list_videos(input)
+        if not videos:
+            raise InputError(f"no videos in {input}")
+        return [(v, default_output(v, output)) for v in videos]
+    if output is not None and output.is_dir():
+        return [(input, default_output(input, output))]
+    return [(input, output or default_output(input))]
+
+
+def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> list[UpscaleResult]:
+    """The CLI's entry: a file or a folder, with rich progress and one summary line per file."""
+    from .report import Reporter
+
+    jobs = plan_jobs(Path(input), Path(output) if output is not None else None)
+    reporter = Reporter(quiet=config.quiet)
+    engine: Engine | None = None
+    results: list[UpscaleResult] = []
+    for src, dst in jobs:
+        try:
+            probe(src)  # a bad input is reported as such before any model is loaded
+            engine = engine or build_engine(config)
+            with reporter.track(src) as progress:
+                result = upscale_file(
+                    src, dst, config, engine=engine, progress=progress, warn=reporter.warn
+                )
+            reporter.summary(result)
+        except VidsrError as e:
+            if len(jobs) == 1 or isinstance(e, Cancelled):
+                raise
+            result = UpscaleResult(src, dst, error=str(e))
+            reporter.error(f"{src.name}: {e}")
+        results.append(result)
+    if len(jobs) > 1:
+        reporter.totals(results)
+    return results

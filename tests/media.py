@@ -40,7 +40,6 @@ def make_clip(
     vfr: bool = True,
     audio: bool = True,
     audio_channels: int = 2,
-    subtitles: bool = False,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     colorspace: int | None = BT709,
@@ -69,9 +68,6 @@ def make_clip(
         if audio:
             a = out.add_stream("aac", rate=48000)
             a.layout = {1: "mono", 2: "stereo", 6: "5.1"}[audio_channels]
-        s = None
-        if subtitles:
-            s = out.add_stream("mov_text")
         out.start_encoding()
         for i, t in enumerate(pts_list):
             frame = av.VideoFrame.from_ndarray(pattern(i, width, height), format="rgb24")

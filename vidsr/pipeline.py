@@ -231,7 +231,7 @@ def _encode_stage(
             batch = stages.get(inq)
             if batch is _END:
                 return
-            for frame, pts in zip(batch.frames, batch.pts):
+            for frame, pts in zip(batch.frames, batch.pts, strict=True):
                 writer.write(np.ascontiguousarray(frame), pts)
                 done += 1
             if progress is not None:

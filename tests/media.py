@@ -117,3 +117,17 @@ def read_video(path: Path) -> dict:
             "color_trc": int(cc.color_trc),
             "color_range": int(cc.color_range),
         }
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def corrupt_packets(src: Path, dst: Path, indices: tuple[int, ...]) -> None:
+    """Copy `src` to `dst` with the payload of some video packets overwritten by garbage."""
+    with av.open(str(src)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    data = bytearray(src.read_bytes())
+    for k in indices:
+        pos, size = packets[k]
+        data[pos : pos + size] = bytes((i * 37 + 11) & 0xFF for i in range(size))
+    dst.write_bytes(bytes(data))

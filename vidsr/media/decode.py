@@ -6,6 +6,7 @@ RGB; deeper video becomes uint16 RGB (rgb48), so 10-bit gradients survive the tr
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class FrameReader:
         self.format = working_format(info)
         self.repeated_frames = 0
         self.corrupt_frames = 0
+        self.dropped_frames = 0
         self.frames_read = 0
         self._container = None
 
@@ -75,31 +77,62 @@ class FrameReader:
             interpolation=_SWS,
         )
 
-    def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
+    def _decoded(self, expected: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(pts, rgb) as the decoder returns them; every packet's pts is pushed on `expected`."""
         stream = self._container.streams.video[0]
         step = _frame_step(self.info)
-        last_rgb: np.ndarray | None = None
         last_pts: int | None = None
         for packet in self._container.demux(stream):
             if self.stop is not None and self.stop.is_set():
                 raise Cancelled("stopped")
+            if packet.pts is not None and packet.size:
+                heapq.heappush(expected, packet.pts)
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
-                if packet.pts is not None and last_rgb is not None:
-                    self.repeated_frames += 1
-                    last_pts = packet.pts
-                    yield last_rgb, packet.pts
-                continue
+                continue  # its timestamp is still expected: the hole is filled below
             for frame in frames:
                 pts = frame.pts
                 if pts is None:  # raw elementary streams carry no timestamps: count frames instead
                     pts = 0 if last_pts is None else last_pts + step
                 if frame.is_corrupt:
                     self.corrupt_frames += 1
-                last_rgb = self._to_rgb(frame)
                 last_pts = pts
-                yield last_rgb, pts
+                yield pts, self._to_rgb(frame)
+
+    def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
+        """(rgb, pts) in presentation order, one per source timestamp.
+
+        Every packet stands for one frame at its pts. Decoders return frames in presentation
+        order, so when frame p comes out, an expected pts below p that never came out belongs to a
+        packet that failed to decode: it gets the frame shown before it. A pts that repeats an
+        earlier one is dropped, since the muxer needs strictly increasing timestamps.
+        """
+        expected: list[int] = []
+        last_rgb: np.ndarray | None = None
+        last_pts: int | None = None
+
+        def holes_before(pts: int | None) -> list[int]:
+            found = []
+            while expected and (pts is None or expected[0] <= pts):
+                t = heapq.heappop(expected)
+                if t != pts and (last_pts is None or t > last_pts) and (not found or t > found[-1]):
+                    found.append(t)
+            return found
+
+        for pts, rgb in self._decoded(expected):
+            if last_pts is not None and pts <= last_pts:
+                self.dropped_frames += 1
+                continue
+            for hole in holes_before(pts):  # before the first frame, holes show that frame
+                self.repeated_frames += 1
+                yield (last_rgb if last_rgb is not None else rgb), hole
+            last_rgb, last_pts = rgb, pts
+            yield rgb, pts
+        if last_rgb is not None:
+            for hole in holes_before(None):
+                self.repeated_frames += 1
+                yield last_rgb, hole
 
     def __iter__(self) -> Iterator[FrameBatch]:
         if self._container is None:

@@ -257,7 +257,10 @@ class VideoWriter:
             for side in self._sides.values():
                 if side.decoder is not None:
                     self._mux(side.output.encode(None))
-            self._out.close()
+            try:
+                self._out.close()  # writes the trailer (the moov atom of an mp4): can fail too
+            except (av.error.FFmpegError, OSError) as e:
+                raise _write_error(self.dst, e) from None
             self._out = None
             self._close_src()
             self._commit()

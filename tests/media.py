@@ -131,3 +131,28 @@ def corrupt_packets(src: Path, dst: Path, indices: tuple[int, ...]) -> None:
         pos, size = packets[k]
         data[pos : pos + size] = bytes((i * 37 + 11) & 0xFF for i in range(size))
     dst.write_bytes(bytes(data))
+
+
+def make_subtitled_mkv(path: Path, frames: int = 10) -> list[bytes]:
+    """An mkv with H.264 video and an SRT subtitle stream; returns the subtitle payloads."""
+    lines = []
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        s = out.add_mux_stream("subrip")
+        s.metadata["language"] = "eng"
+        out.start_encoding()
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+            if i % 3 == 0:
+                text = f"line {i}".encode()
+                p = av.Packet(text)
+                p.stream, p.time_base = s, Fraction(1, 1000)
+                p.pts = p.dts = i * 40
+                p.duration = 40
+                out.mux(p)
+                lines.append(text)
+        out.mux(v.encode(None))
+    return lines

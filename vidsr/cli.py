@@ -66,6 +66,10 @@ def upscale(input, output, model, weights, overwrite, device, precision, quiet):
 
 # Commands that live in their own modules register here.
 # (train/eval: vidsr.train.cli; watch/jobs: vidsr.watch)
+from .watch_cli import jobs as _jobs, watch as _watch  # noqa: E402
+
+main.add_command(_watch)
+main.add_command(_jobs)
 
 
 if __name__ == "__main__":

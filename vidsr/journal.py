@@ -1,0 +1,277 @@
+"""The watcher's job journal: one SQLite row per input file, so a restart knows what is done.
+
+The journal is the single source of truth across crashes: a row is `queued`, `running`, `done`
+or `failed`, and it remembers the size and mtime of the version it describes, so a file that
+changes afterwards is recognised as new work while an unchanged one is never redone.
+WAL mode lets `vidsr jobs` read while a watcher writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import OutputError
+
+SCHEMA_VERSION = 1
+STATES = ("queued", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    path        TEXT PRIMARY KEY,  -- absolute path of the input
+    name        TEXT NOT NULL,     -- the input relative to the inbox, for people
+    size        INTEGER NOT NULL,  -- of the version this row describes
+    mtime_ns    INTEGER NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    output      TEXT,
+    queued_at   REAL NOT NULL,
+    next_try    REAL NOT NULL DEFAULT 0,  -- backoff: not started again before this time
+    started_at  REAL,
+    finished_at REAL,
+    frames      INTEGER,
+    fps         REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, next_try);
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    path: str
+    name: str
+    size: int
+    mtime_ns: int
+    state: str
+    attempts: int
+    last_error: str | None
+    output: str | None
+    queued_at: float
+    next_try: float
+    started_at: float | None
+    finished_at: float | None
+    frames: int | None
+    fps: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def journal_path(out_dir: Path) -> Path:
+    return Path(out_dir) / ".vidsr" / "jobs.sqlite"
+
+
+class Journal:
+    """Open (and create, unless `readonly`) the journal of an output folder.
+
+    Every method is one transaction, so a kill -9 leaves either the old or the new row.
+    Use from one thread: the watcher funnels all writes through its main loop.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise OutputError(f"no job journal at {self.path}")
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable enough in WAL mode: a power cut may lose the last commit,
+                # never corrupt the file, and at worst one finished job is redone.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.row_factory = sqlite3.Row
+            self._migrate(readonly)
+        except sqlite3.Error as e:
+            raise OutputError(f"cannot open job journal {self.path}: {e}") from None
+
+    def _migrate(self, readonly: bool) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise OutputError(
+                f"job journal {self.path} has schema {version}, newer than this vidsr "
+                f"understands ({SCHEMA_VERSION}); upgrade vidsr"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if readonly:
+            raise OutputError(f"job journal {self.path} is empty")
+        with self._tx():
+            # Statement by statement: executescript() would commit our transaction first.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _tx(self):
+        return _Transaction(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def get(self, path: str) -> Job | None:
+        row = self._db.execute("SELECT * FROM jobs WHERE path = ?", (path,)).fetchone()
+        return Job(**dict(row)) if row else None
+
+    def jobs(self) -> list[Job]:
+        rows = self._db.execute("SELECT * FROM jobs ORDER BY queued_at, name").fetchall()
+        return [Job(**dict(r)) for r in rows]
+
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) of every known file: what a rescan compares against."""
+        rows = self._db.execute("SELECT path, size, mtime_ns FROM jobs").fetchall()
+        return {r["path"]: (r["size"], r["mtime_ns"]) for r in rows}
+
+    def due(self, now: float) -> list[Job]:
+        """Queued jobs whose backoff has passed, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE state = 'queued' AND next_try <= ? ORDER BY queued_at",
+            (now,),
+        ).fetchall()
+        return [Job(**dict(r)) for r in rows]
+
+    def count(self, *states: str) -> int:
+        marks = ",".join("?" * len(states))
+        q = f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})"
+        return self._db.execute(q, states).fetchone()[0]
+
+    def next_try(self) -> float | None:
+        row = self._db.execute("SELECT MIN(next_try) FROM jobs WHERE state = 'queued'").fetchone()
+        return row[0]
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def offer(self, path: str, name: str, size: int, mtime_ns: int) -> str:
+        """A stable file was seen. Queue it if it is new or changed.
+
+        Returns "queued", "known" (this version is already in the journal) or "busy".
+
+        A version already known (in any state) is left alone: done work is never redone.
+        A running row is left alone too; the changed file is seen again once that job ends.
+        """
+        now = time.time()
+        with self._tx():
+            job = self.get(path)
+            if job is None:
+                self._db.execute(
+                    "INSERT INTO jobs (path, name, size, mtime_ns, state, queued_at)"
+                    " VALUES (?, ?, ?, ?, 'queued', ?)",
+                    (path, name, size, mtime_ns, now),
+                )
+                return "queued"
+            if (job.size, job.mtime_ns) == (size, mtime_ns):
+                return "known"
+            if job.state == "running":
+                return "busy"
+            self._db.execute(
+                "UPDATE jobs SET size = ?, mtime_ns = ?, state = 'queued', attempts = 0,"
+                " last_error = NULL, next_try = 0, queued_at = ?, started_at = NULL,"
+                " finished_at = NULL, frames = NULL, fps = NULL WHERE path = ?",
+                (size, mtime_ns, now, path),
+            )
+            return "queued"
+
+    def start(self, path: str, output: str) -> None:
+        # The attempt counts from the start, so a file that crashes the process still runs out
+        # of attempts instead of crashing every restart.
+        with self._tx():
+            self._db.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, output = ?,"
+                " started_at = ?, finished_at = NULL WHERE path = ?",
+                (output, time.time(), path),
+            )
+
+    def finish(self, path: str, *, frames: int, fps: float) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE jobs SET state = 'done', last_error = NULL, finished_at = ?,"
+                " frames = ?, fps = ? WHERE path = ?",
+                (time.time(), frames, fps, path),
+            )
+
+    def fail(self, path: str, error: str, *, max_attempts: int, backoff: float) -> str:
+        """Record a failed attempt: queued again after a backoff, or failed for good.
+
+        Returns the new state.
+        """
+        now = time.time()
+        with self._tx():
+            job = self.get(path)
+            if job is None:
+                return "failed"
+            if job.attempts >= max_attempts:
+                state, next_try = "failed", 0.0
+            else:
+                state, next_try = "queued", now + backoff * 2 ** max(0, job.attempts - 1)
+            self._db.execute(
+                "UPDATE jobs SET state = ?, last_error = ?, next_try = ?, finished_at = ?"
+                " WHERE path = ?",
+                (state, error, next_try, now, path),
+            )
+            return state
+
+    def give_up(self, path: str, error: str) -> None:
+        """Failed without counting an attempt (the input vanished)."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE jobs SET state = 'failed', last_error = ?, finished_at = ? WHERE path = ?",
+                (error, time.time(), path),
+            )
+
+    def requeue(self, path: str) -> None:
+        """An abandoned (cancelled) job goes back to the queue; the attempt does not count."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE jobs SET state = 'queued', attempts = MAX(0, attempts - 1),"
+                " started_at = NULL WHERE path = ? AND state = 'running'",
+                (path,),
+            )
+
+    def recover(self, *, max_attempts: int) -> list[Job]:
+        """After a crash: `running` rows go back to the queue (or fail, out of attempts).
+
+        Returns the rows that were running, so their temporary outputs can be removed.
+        """
+        with self._tx():
+            rows = self._db.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall()
+            stale = [Job(**dict(r)) for r in rows]
+            self._db.execute(
+                "UPDATE jobs SET state = 'failed', finished_at = ?, last_error ="
+                " 'the watcher stopped during every attempt (crash or kill)'"
+                " WHERE state = 'running' AND attempts >= ?",
+                (time.time(), max_attempts),
+            )
+            self._db.execute(
+                "UPDATE jobs SET state = 'queued', next_try = 0, started_at = NULL"
+                " WHERE state = 'running'"
+            )
+        return stale
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error: each journal write is all-or-nothing."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+__all__ = ["Job", "Journal", "SCHEMA_VERSION", "STATES", "journal_path"]

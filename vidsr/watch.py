@@ -1,0 +1,480 @@
+"""Folder-watching batch mode: every video dropped into an inbox is upscaled once, unattended.
+
+Trust comes from three rules. A file is taken only after its size and mtime have held still for
+`stable_secs` (and the job itself first probes it as a video), so a copy in progress is never
+read. All state lives in the SQLite journal (vidsr.journal), written before and after each job,
+so a crash loses at most the job in flight, which is redone on restart. Outputs are written by
+upscale_video to a temp file renamed into place, so DIR never holds a half-written video.
+
+File events (watchfiles) only wake the loop early; a periodic rescan is the ground truth, and
+with --poll (network filesystems, where events do not arrive) the rescan is all there is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .api import upscale_video
+from .config import UpscaleConfig
+from .errors import Cancelled, InputError, OutputError, VidsrError
+from .journal import Journal, journal_path
+from .media.encode import TEMP_MARKER
+from .pipeline import VIDEO_EXTENSIONS, UpscaleResult, default_output
+
+log = logging.getLogger("vidsr.watch")
+
+# What downloaders and copiers write while they work; the real name appears when they finish.
+PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download")
+RESCAN_SECS = 30.0  # with file events, a full rescan still runs this often in case one was missed
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    inbox: Path
+    out: Path
+    model: str = "srgan"
+    preset: str | None = None
+    weights: Path | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    stable_secs: float = 5.0
+    recursive: bool = False
+    max_attempts: int = 3
+    retry_delay: float = 2.0  # first retry after this, doubling each time
+    jobs: int = 1
+    once: bool = False
+    drain: bool = False
+    on_done: str = "keep"  # keep, delete or move
+    move_to: Path | None = None  # for on_done == "move"
+    poll: bool = False
+
+
+@dataclass(frozen=True)
+class WatchSummary:
+    done: int
+    failed: int
+    stopped_by_signal: bool
+
+
+def is_ignored_name(name: str) -> bool:
+    """Dotfiles, partial downloads, our own temp files and non-video extensions."""
+    lower = name.lower()
+    return (
+        name.startswith(".")
+        or lower.endswith(PARTIAL_SUFFIXES)
+        or TEMP_MARKER in name
+        or Path(lower).suffix not in VIDEO_EXTENSIONS
+    )
+
+
+def output_for(src: Path, inbox: Path, out: Path) -> Path:
+    """DIR/<subfolders of src under the inbox>/<stem>_x4<ext> (ext: .mkv if we cannot write it)."""
+    rel = src.relative_to(inbox)
+    return default_output(Path(rel.name), out / rel.parent)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """One watcher per output folder: two would run the same job and fight over its temp file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; trust the user
+        yield
+        return
+    with open(lock_file, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(
+                f"another `vidsr watch` is already writing into {lock_file.parent.parent}"
+            ) from None
+        yield
+
+
+@contextlib.contextmanager
+def _log_to(log_file: Path, *, console: bool) -> Iterator[None]:
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")]
+    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    if console:
+        handlers.append(logging.StreamHandler())
+        handlers[1].setFormatter(logging.Formatter("%(message)s"))
+        handlers[1].setLevel(logging.INFO)
+    old_level, old_propagate = log.level, log.propagate
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    for h in handlers:
+        log.addHandler(h)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        log.setLevel(old_level)
+        log.propagate = old_propagate
+
+
+class Watcher:
+    """The loop: notice files, wait for them to settle, queue them, run them, record the result.
+
+    Only the main thread touches the journal; worker threads just run upscale_video and hand
+    back a result or an exception through their futures.
+    """
+
+    def __init__(self, config: WatchConfig):
+        self.config = config
+        self.inbox = config.inbox.resolve()
+        self.out = config.out.resolve()
+        self.move_to = config.move_to.resolve() if config.move_to else None
+        self.stop = threading.Event()  # take no new work
+        self.cancel = threading.Event()  # abandon the work in flight
+        self._wake: queue.Queue[str | None] = queue.Queue()  # changed paths, or None: look again
+        self._events_stop = threading.Event()
+        self._events_alive = False
+        self._pending: dict[str, tuple[int, int, float]] = {}  # path -> size, mtime, still since
+        self._running: dict[Future, tuple[str, Path]] = {}
+        self._done = self._failed = 0
+        self._signalled = False
+        self.journal: Journal | None = None
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        c = self.config
+        if not self.inbox.is_dir():
+            raise InputError(f"inbox {c.inbox} is not a folder")
+        if _inside(self.inbox, self.out):
+            raise OutputError(f"--out {c.out} must not be the inbox or contain it")
+        if self.move_to is not None and _inside(self.move_to, self.out):
+            raise OutputError("--on-done move:DIR must not be inside --out")
+        if c.max_attempts < 1 or c.jobs < 1:
+            raise InputError("--max-attempts and --jobs must be at least 1")
+        if c.preset is not None:
+            accepted = inspect.signature(upscale_video).parameters
+            if "preset" not in accepted and "preset" not in {f.name for f in fields(UpscaleConfig)}:
+                raise InputError("--preset is not supported by this vidsr build yet")
+        # Fail now, once, rather than on every file: unknown model, missing weights.
+        from .weights import load_generator
+
+        load_generator(c.model, c.weights)
+
+    def _recover(self) -> None:
+        assert self.journal is not None
+        for job in self.journal.recover(max_attempts=self.config.max_attempts):
+            log.warning("%s: was running when the last watcher stopped; queued again", job.name)
+        for tmp in self.out.rglob(f"*{TEMP_MARKER}*"):
+            if tmp.is_file() and not _inside(tmp, self.out / ".vidsr"):
+                tmp.unlink(missing_ok=True)
+                log.info("removed the leftover temporary file %s", tmp)
+
+    # -- noticing files --------------------------------------------------------------------------
+
+    def _eligible(self, path: Path) -> bool:
+        if not _inside(path, self.inbox) or path == self.inbox:
+            return False
+        if _inside(path, self.out) or (self.move_to is not None and _inside(path, self.move_to)):
+            return False
+        rel = path.relative_to(self.inbox)
+        if not self.config.recursive and len(rel.parts) > 1:
+            return False
+        return not any(p.startswith(".") for p in rel.parts[:-1]) and not is_ignored_name(path.name)
+
+    def _scan(self) -> Iterator[Path]:
+        for root, dirs, files in os.walk(self.inbox):
+            here = Path(root)
+            # Pruning DIR here (not only filtering) keeps us from walking our own outputs.
+            dirs[:] = [
+                d
+                for d in dirs
+                if self.config.recursive
+                and not d.startswith(".")
+                and not _inside(here / d, self.out)
+                and not (self.move_to is not None and _inside(here / d, self.move_to))
+            ]
+            for name in files:
+                path = here / name
+                if self._eligible(path):
+                    yield path
+
+    def _consider(self, path: Path, known: dict[str, tuple[int, int]] | None = None) -> None:
+        """Start (or restart) the stability clock of a file that may be new work."""
+        key = str(path)
+        try:
+            st = path.stat()
+        except OSError:
+            self._pending.pop(key, None)
+            return
+        version = (st.st_size, st.st_mtime_ns)
+        if known is not None:
+            seen = known.get(key)
+        else:
+            job = self.journal.get(key)
+            seen = (job.size, job.mtime_ns) if job else None
+        if seen == version:
+            self._pending.pop(key, None)
+        elif self._pending.get(key, (None, None))[:2] != version:
+            self._pending[key] = (*version, time.monotonic())
+
+    def _rescan(self) -> None:
+        known = self.journal.versions()
+        for path in self._scan():
+            self._consider(path, known)
+
+    def _settle(self) -> None:
+        """Queue the pending files that have held still long enough."""
+        now = time.monotonic()
+        for key, (size, mtime, since) in list(self._pending.items()):
+            path = Path(key)
+            try:
+                st = path.stat()
+            except OSError:
+                del self._pending[key]
+                continue
+            if (st.st_size, st.st_mtime_ns) != (size, mtime):
+                self._pending[key] = (st.st_size, st.st_mtime_ns, now)
+            elif now - since >= self.config.stable_secs:
+                name = str(path.relative_to(self.inbox))
+                outcome = self.journal.offer(key, name, size, mtime)
+                if outcome == "queued":
+                    log.info("%s: queued", name)
+                if outcome != "busy":  # busy: a job runs on the old version; look again later
+                    del self._pending[key]
+
+    def _events(self) -> None:
+        """Background thread: turn file-system events into wake-ups with paths."""
+        import watchfiles
+
+        try:
+            for changes in watchfiles.watch(
+                self.inbox,
+                watch_filter=None,
+                recursive=self.config.recursive,
+                stop_event=self._events_stop,
+                debounce=400,
+                step=50,
+                rust_timeout=500,
+                raise_interrupt=False,
+            ):
+                for _, p in changes:
+                    self._wake.put(p)
+        except Exception as e:  # noqa: BLE001 - any watcher trouble: rescans carry on alone
+            log.warning("file events unavailable (%s); polling the inbox instead", e)
+        finally:
+            self._events_alive = False
+
+    # -- running jobs ----------------------------------------------------------------------------
+
+    def _start_due(self, pool: ThreadPoolExecutor) -> None:
+        for job in self.journal.due(time.time()):
+            if len(self._running) >= self.config.jobs:
+                return
+            src = Path(job.path)
+            try:
+                st = src.stat()
+            except OSError:
+                self.journal.give_up(job.path, "the input file is gone")
+                log.warning("%s: the input file is gone", job.name)
+                continue
+            if (st.st_size, st.st_mtime_ns) != (job.size, job.mtime_ns):
+                self._consider(src)  # it changed since it settled: wait for it again
+                continue
+            dst = output_for(src, self.inbox, self.out)
+            # Replace an existing output only when it is this input's own earlier result.
+            overwrite = job.output == str(dst)
+            self.journal.start(job.path, str(dst))
+            log.info("%s: upscaling -> %s (attempt %d)", job.name, dst, job.attempts + 1)
+            future = pool.submit(self._upscale, src, dst, overwrite)
+            future.add_done_callback(lambda _: self._wake.put(None))
+            self._running[future] = (job.path, dst)
+
+    def _upscale(self, src: Path, dst: Path, overwrite: bool) -> UpscaleResult:
+        c = self.config
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        extra = {"preset": c.preset} if c.preset is not None else {}
+        return upscale_video(
+            src,
+            dst,
+            c.model,
+            weights=c.weights,
+            overwrite=overwrite,
+            device=c.device,
+            precision=c.precision,
+            cancel=self.cancel,
+            **extra,
+        )
+
+    def _collect(self) -> None:
+        for future in [f for f in self._running if f.done()]:
+            key, dst = self._running.pop(future)
+            job = self.journal.get(key)
+            name = job.name if job else key
+            try:
+                result = future.result()
+            except Cancelled:
+                self.journal.requeue(key)
+                log.info("%s: abandoned (no output written); it runs again next time", name)
+                continue
+            except Exception as e:  # noqa: BLE001 - one bad file must never stop the watcher
+                if not isinstance(e, VidsrError):
+                    log.debug("%s: unexpected error", name, exc_info=e)
+                message = str(e) if isinstance(e, VidsrError) else f"{type(e).__name__}: {e}"
+                state = self.journal.fail(
+                    key,
+                    message,
+                    max_attempts=self.config.max_attempts,
+                    backoff=self.config.retry_delay,
+                )
+                attempts = self.journal.get(key).attempts
+                if state == "failed":
+                    self._failed += 1
+                    log.error("%s: failed after %d attempt(s): %s", name, attempts, message)
+                else:
+                    log.warning("%s: attempt %d failed (%s); will retry", name, attempts, message)
+                continue
+            self.journal.finish(key, frames=result.frames, fps=result.fps)
+            self._done += 1
+            log.info("%s: done, %d frames at %.1f fps -> %s", name, result.frames, result.fps, dst)
+            self._after_done(Path(key), name)
+            if Path(key).exists():
+                self._consider(Path(key))  # it may have changed while it ran
+
+    def _after_done(self, src: Path, name: str) -> None:
+        try:
+            if self.config.on_done == "delete":
+                src.unlink()
+                log.info("%s: original deleted", name)
+            elif self.config.on_done == "move" and self.move_to is not None:
+                target = self.move_to / src.relative_to(self.inbox)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(src, target)
+                log.info("%s: original moved to %s", name, target)
+        except OSError as e:
+            log.warning("%s: done, but --on-done %s failed: %s", name, self.config.on_done, e)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop.is_set() or not self.config.drain:
+            self.cancel.set()  # a second signal abandons the job even with --drain
+        self.stop.set()
+        self._signalled = True
+        self._wake.put(None)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep until the deadline or a wake-up; collect the paths that events reported."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = self._wake.get(timeout=left)
+            except queue.Empty:
+                return
+            if item is not None:
+                path = Path(item)
+                if self._eligible(path):
+                    self._consider(path)
+            if self._wake.empty():
+                return
+
+    def _finished_once(self) -> bool:
+        return (
+            not self._pending and not self._running and self.journal.count("queued", "running") == 0
+        )
+
+    def run(self) -> WatchSummary:
+        self._check()
+        state_dir = journal_path(self.out).parent
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create {state_dir}: {e.strerror}") from None
+        with (
+            _exclusive(state_dir / "watch.lock"),
+            _log_to(state_dir / "watch.log", console=True),
+            Journal(journal_path(self.out)) as journal,
+            self._signals(),
+        ):
+            self.journal = journal
+            self._recover()
+            self._loop()
+            log.info("stopped: %d done, %d failed in this run", self._done, self._failed)
+        return WatchSummary(self._done, self._failed, self._signalled)
+
+    def _loop(self) -> None:
+        c = self.config
+        tick = min(0.5, max(0.05, c.stable_secs / 4))
+        use_events = not (c.poll or c.once)
+        events = None
+        if use_events:
+            self._events_alive = True
+            events = threading.Thread(target=self._events, daemon=True, name="vidsr-watch-events")
+            events.start()
+        log.info(
+            "watching %s -> %s (%s)",
+            self.inbox,
+            self.out,
+            "once" if c.once else "events" if use_events else "polling",
+        )
+        self._rescan()
+        last_scan = time.monotonic()
+        pool = ThreadPoolExecutor(max_workers=c.jobs, thread_name_prefix="vidsr-job")
+        try:
+            while True:
+                self._collect()
+                if self.stop.is_set():
+                    if not self._running:
+                        break
+                    self._wait(tick)
+                    continue
+                # Without working events (or in poll mode) every pass is a rescan.
+                interval = RESCAN_SECS if self._events_alive else max(tick, 1.0)
+                if not c.once and time.monotonic() - last_scan >= interval:
+                    self._rescan()
+                    last_scan = time.monotonic()
+                self._settle()
+                self._start_due(pool)
+                if c.once and self._finished_once():
+                    break
+                self._wait(tick)
+        finally:
+            if self._running and not c.drain:
+                self.cancel.set()
+            pool.shutdown(wait=True)
+            self._collect()
+            self._events_stop.set()
+            if events is not None:
+                events.join(timeout=3)
+
+
+def watch(config: WatchConfig) -> WatchSummary:
+    return Watcher(config).run()
+
+
+__all__ = ["WatchConfig", "WatchSummary", "Watcher", "is_ignored_name", "output_for", "watch"]

@@ -64,6 +64,24 @@ def upscale(input, output, model, weights, overwrite, device, precision, quiet):
         sys.exit(1)
 
 
+@main.command()
+@click.argument("output", type=click.Path(path_type=Path), default="sample.mp4")
+@click.option("--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the clip.")
+@click.option("--seconds", default=2.0, show_default=True, help="Length of the clip.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@friendly_errors
+def sample(output, size, seconds, overwrite):
+    """Write a small sample clip (H.264 + AAC) to try vidsr on."""
+    from .media.sample import write_sample
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT, got {size!r}", param_hint="--size") from None
+    write_sample(output, width=width, height=height, seconds=seconds, overwrite=overwrite)
+    click.echo(f"wrote {output}")
+
+
 # Commands that live in their own modules register here.
 # (train/eval: vidsr.train.cli; watch/jobs: vidsr.watch)
 from .watch_cli import jobs as _jobs, watch as _watch  # noqa: E402

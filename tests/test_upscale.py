@@ -245,3 +245,34 @@ def test_real_small_clip_whole(tmp_path):
     inp, out = read_video(src), read_video(dst)
     assert (out["width"], out["height"]) == (704, 576)
     assert out["frames"] == inp["frames"] == result.frames == 120
+
+
+def test_audio_the_container_cannot_hold_is_reencoded_to_aac(tmp_path):
+    src = tmp_path / "mulaw.mov"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("pcm_mulaw", rate=8000)
+        a.layout = "mono"
+        out.metadata["title"] = "a title to keep"
+        out.start_encoding()
+        from media import pattern
+
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        for k in range(4):
+            af = av.AudioFrame(format="s16", layout="mono", samples=800)
+            af.planes[0].update(bytes(af.planes[0].buffer_size))
+            af.sample_rate, af.pts = 8000, k * 800
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    dst = tmp_path / "out.mp4"
+    result = vidsr.upscale_video(src, dst, model="bicubic")
+    assert any("re-encoded to AAC" in w for w in result.warnings)
+    with av.open(str(dst)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert c.metadata.get("title") == "a title to keep"
+        assert sum(1 for p in c.demux(c.streams.audio[0]) if p.size) > 0

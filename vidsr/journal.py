@@ -184,22 +184,23 @@ class Journal:
             )
             return "queued"
 
-    def start(self, path: str, output: str) -> None:
+    def start(self, path: str) -> None:
         # The attempt counts from the start, so a file that crashes the process still runs out
         # of attempts instead of crashing every restart.
         with self._tx():
             self._db.execute(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, output = ?,"
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
                 " started_at = ?, finished_at = NULL WHERE path = ?",
-                (output, time.time(), path),
+                (time.time(), path),
             )
 
-    def finish(self, path: str, *, frames: int, fps: float) -> None:
+    def finish(self, path: str, *, output: str, frames: int, fps: float) -> None:
+        """Done. `output` is only ever set here: a file there is this input's own result."""
         with self._tx():
             self._db.execute(
-                "UPDATE jobs SET state = 'done', last_error = NULL, finished_at = ?,"
+                "UPDATE jobs SET state = 'done', last_error = NULL, finished_at = ?, output = ?,"
                 " frames = ?, fps = ? WHERE path = ?",
-                (time.time(), frames, fps, path),
+                (time.time(), output, frames, fps, path),
             )
 
     def fail(self, path: str, error: str, *, max_attempts: int, backoff: float) -> str:

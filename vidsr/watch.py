@@ -31,6 +31,7 @@ from .config import UpscaleConfig
 from .errors import Cancelled, InputError, OutputError, VidsrError
 from .journal import Journal, journal_path
 from .media.encode import TEMP_MARKER
+from .media.probe import probe
 from .pipeline import VIDEO_EXTENSIONS, UpscaleResult, default_output
 
 log = logging.getLogger("vidsr.watch")
@@ -295,9 +296,17 @@ class Watcher:
                 self._consider(src)  # it changed since it settled: wait for it again
                 continue
             dst = output_for(src, self.inbox, self.out)
-            # Replace an existing output only when it is this input's own earlier result.
+            # Replace an existing output only when it is this input's own earlier result:
+            # a name clash with another file is an error, not a silent loss.
             overwrite = job.output == str(dst)
-            self.journal.start(job.path, str(dst))
+            self.journal.start(job.path)
+            try:
+                # Part of "stable": a copy that paused longer than --stable-secs does not open
+                # yet. Checked here so such a file costs an attempt but never reaches the model.
+                probe(src)
+            except VidsrError as e:
+                self._record_failure(job.path, job.name, str(e))
+                continue
             log.info("%s: upscaling -> %s (attempt %d)", job.name, dst, job.attempts + 1)
             future = pool.submit(self._upscale, src, dst, overwrite)
             future.add_done_callback(lambda _: self._wake.put(None))
@@ -334,25 +343,31 @@ class Watcher:
                 if not isinstance(e, VidsrError):
                     log.debug("%s: unexpected error", name, exc_info=e)
                 message = str(e) if isinstance(e, VidsrError) else f"{type(e).__name__}: {e}"
-                state = self.journal.fail(
-                    key,
-                    message,
-                    max_attempts=self.config.max_attempts,
-                    backoff=self.config.retry_delay,
-                )
-                attempts = self.journal.get(key).attempts
-                if state == "failed":
-                    self._failed += 1
-                    log.error("%s: failed after %d attempt(s): %s", name, attempts, message)
-                else:
-                    log.warning("%s: attempt %d failed (%s); will retry", name, attempts, message)
+                self._record_failure(key, name, message)
                 continue
-            self.journal.finish(key, frames=result.frames, fps=result.fps)
+            self.journal.finish(key, output=str(dst), frames=result.frames, fps=result.fps)
             self._done += 1
             log.info("%s: done, %d frames at %.1f fps -> %s", name, result.frames, result.fps, dst)
             self._after_done(Path(key), name)
             if Path(key).exists():
                 self._consider(Path(key))  # it may have changed while it ran
+
+    def _record_failure(self, key: str, name: str, message: str) -> None:
+        c = self.config
+        state = self.journal.fail(key, message, max_attempts=c.max_attempts, backoff=c.retry_delay)
+        job = self.journal.get(key)
+        if state == "failed":
+            self._failed += 1
+            log.error("%s: failed after %d attempt(s): %s", name, job.attempts, message)
+        else:
+            wait = job.next_try - time.time()
+            log.warning(
+                "%s: attempt %d failed (%s); retrying in %.0fs",
+                name,
+                job.attempts,
+                message,
+                max(0.0, wait),
+            )
 
     def _after_done(self, src: Path, name: str) -> None:
         try:

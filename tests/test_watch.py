@@ -109,10 +109,11 @@ def test_three_files_then_restart_redoes_nothing_and_a_changed_input_is_redone(
     assert stray_files(out) == []
 
 
-def test_a_file_written_in_two_halves_is_taken_only_when_complete(tmp_path, clips, calls):
+@pytest.mark.parametrize("poll", [False, True], ids=["events", "poll"])
+def test_a_file_written_in_two_halves_is_taken_only_when_complete(tmp_path, clips, calls, poll):
     inbox, out = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
-    watcher = Watcher(config(inbox, out, once=False, stable_secs=0.4))
+    watcher = Watcher(config(inbox, out, once=False, stable_secs=0.4, poll=poll))
     thread = threading.Thread(target=watcher.run)
     thread.start()
     try:

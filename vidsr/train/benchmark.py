@@ -1,0 +1,87 @@
+"""Benchmark folders (Set5 layout) and scoring a network on them: `vidsr eval` and validation.
+
+A folder holds `NAME_HR.png` + `NAME_LR.png` pairs, or HR images alone; a missing LR is made with
+the MATLAB-compatible imresize, the way the distributed LR files were made. HR is mod-cropped to
+`scale` first so that SR and HR line up pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..engine import Engine
+from ..errors import InputError
+from ..imresize import imresize, mod_crop
+from ..metrics import Score, score_y
+
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class BenchmarkPair:
+    name: str
+    hr: np.ndarray  # (H, W, 3) uint8, H and W multiples of the scale
+    lr: np.ndarray  # (H/scale, W/scale, 3) uint8
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB"))  # a writable copy: torch.from_numpy wants one
+
+
+def load_benchmark(folder: Path, *, scale: int = 4) -> list[BenchmarkPair]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"benchmark folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    hr_files = [p for p in files if p.stem.upper().endswith("_HR")]
+    if not hr_files:  # a plain folder of images: every image is an HR image
+        hr_files = [p for p in files if not p.stem.upper().endswith("_LR")]
+    if not hr_files:
+        raise InputError(f"no images in {folder} (expected NAME_HR.png [+ NAME_LR.png] files)")
+    pairs = []
+    for hr_path in hr_files:
+        hr = read_rgb(hr_path)
+        stem = hr_path.stem[:-3] if hr_path.stem.upper().endswith("_HR") else hr_path.stem
+        lr_path = next(
+            (p for p in files if p.stem.upper() == f"{stem}_LR".upper()),
+            None,
+        )
+        if lr_path is not None:
+            lr = read_rgb(lr_path)
+            hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
+        else:
+            hr = mod_crop(hr, scale)
+            lr = imresize(hr, 1 / scale)
+        if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+            raise InputError(f"{hr_path.name}: HR {hr.shape[:2]} is not {scale}x LR {lr.shape[:2]}")
+        pairs.append(BenchmarkPair(stem, hr, lr))
+    return pairs
+
+
+def inference_engine(model: nn.Module, *, device: str = "cpu", precision: str = "fp32") -> Engine:
+    """An Engine over a copy: Engine folds BatchNorm in place, which a training model must not see."""
+    return Engine(copy.deepcopy(model), device=device, precision=precision)
+
+
+def score_pairs(
+    engine: Engine, pairs: list[BenchmarkPair], *, border: int = 4
+) -> Iterator[tuple[BenchmarkPair, np.ndarray, Score]]:
+    """(pair, SR image, score) per image; one image at a time, since benchmark sizes differ."""
+    for pair in pairs:
+        sr = engine(torch.from_numpy(np.ascontiguousarray(pair.lr))[None])[0].cpu().numpy()
+        yield pair, sr, score_y(sr, pair.hr, border=border)
+
+
+def mean_score(scores: list[Score]) -> Score:
+    return Score(
+        float(np.mean([s.psnr_y for s in scores])), float(np.mean([s.ssim_y for s in scores]))
+    )

@@ -8,12 +8,16 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class EncodeConfig:
-    """How the upscaled video is encoded. The container follows the output file's extension."""
+    """How the upscaled video is encoded. The container follows the output file's extension.
+
+    None means "the codec's default for this output" (see vidsr.media.encode.encoder_options):
+    crf and speed preset scale with the output resolution; pix_fmt follows the source's depth.
+    """
 
     codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = "veryfast"  # the encoder's speed preset
-    pix_fmt: str | None = None  # None: follow the source (4:2:0 8-bit for 8-bit sources)
+    crf: int | None = None  # constant quality; ffv1 is lossless and prores_ks has none
+    preset: str | None = None  # the encoder's speed preset (prores_ks: its profile)
+    pix_fmt: str | None = None  # None: the source's format, at >= its bit depth
     options: dict[str, str] = field(default_factory=dict)  # extra encoder options
 
 
@@ -24,7 +28,56 @@ class UpscaleConfig:
     overwrite: bool = False
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 1
+    batch_size: int | str = 1  # frames per model call, or "auto"
+    tile: int | str = "auto"  # "auto", "off", or a tile size in input pixels
+    container: str | None = None  # output extension when none is given (".mkv"); None: the source's
     quiet: bool = False
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     queue_frames: int = 8  # frames buffered between stages: bounds memory on long videos
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (`vidsr train`): a recipe in training/ fills it, flags override it.
+
+    Field names are the recipe's TOML keys; vidsr.train.recipe rejects any other key.
+    """
+
+    model: str = "srresnet"  # registry name written into the checkpoint
+    arch: dict[str, int] = field(default_factory=dict)  # overrides of the registry's architecture
+    data: tuple[Path, ...] = ()  # image folders, read recursively
+    video: tuple[Path, ...] = ()  # footage folders: frames are sampled from every video
+    out: Path = Path("run")
+    steps: int = 100_000
+    batch_size: int = 16
+    crop: int = 96  # HR crop; LR is crop / scale
+    lr: float = 1e-4
+    lr_milestones: tuple[float, ...] = ()  # fractions of `steps` where lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    pixel_weight: float = 1.0  # MSE on pixels
+    content_weight: float = 0.0  # MSE on VGG features (scaled by 1/12.75)
+    adversarial_weight: float = 0.0  # > 0 trains the discriminator too
+    vgg: str = "vgg19_54"  # feature layer: vgg19_54, vgg19_22, vgg16_53 ...
+    vgg_weights: Path | None = None
+    discriminator: dict[str, int] = field(default_factory=dict)
+    init: Path | None = None  # start from these generator weights (state_dict or checkpoint)
+    resume: bool = False
+    val: Path | None = None  # benchmark-layout folder for PSNR-Y / SSIM-Y
+    val_every: int = 1000
+    ckpt_every: int = 1000
+    sample_every: int = 1000
+    log_every: int = 10
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    precision: str = "auto"  # auto, fp32, bf16, fp16 (fp16 adds a GradScaler)
+    channels_last: bool = True
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    degrade: str = "none"  # none, video
+    hr_downscale: int = 1  # shrink source images by this factor before cropping (noisy photos)
+    frames_per_video: int = 64
+    frame_cache: Path | None = None  # where sampled video frames are kept; None: OUT/frames
+    tensorboard: bool = False
+    quiet: bool = False

@@ -9,6 +9,7 @@ a half-written file.
 from __future__ import annotations
 
 import errno
+import io
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -20,7 +21,7 @@ from av.video.reformatter import Interpolation
 
 from ..config import EncodeConfig
 from ..errors import OutputError
-from .probe import RANGE_NAMES, VideoInfo
+from .probe import RANGE_NAMES, MasteringDisplay, VideoInfo
 
 TEMP_MARKER = ".vidsr-tmp"
 _SWS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
@@ -33,8 +34,169 @@ def temp_path_for(dst: Path) -> Path:
     return dst.with_name(f".{dst.stem}{TEMP_MARKER}-{os.getpid()}{dst.suffix}")
 
 
+# The containers we write, by extension, and the FFmpeg muxer behind each.
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
+_X26X_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+    "placebo",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """What vidsr knows about one encoder: its quality scale and its speed-preset knob."""
+
+    crf: tuple[int, int] | None  # the valid crf range; None: the codec has no crf
+    presets: tuple[str, ...]  # valid --encoder-preset values
+    preset_option: str  # the encoder option --encoder-preset sets
+    note: str = ""
+
+
+CODECS: dict[str, CodecSpec] = {
+    "libx264": CodecSpec((0, 51), _X26X_PRESETS, "preset"),
+    "libx265": CodecSpec((0, 51), _X26X_PRESETS, "preset"),
+    "libsvtav1": CodecSpec((0, 63), tuple(str(i) for i in range(14)), "preset"),
+    "libvpx-vp9": CodecSpec((0, 63), tuple(str(i) for i in range(9)), "cpu-used"),
+    "ffv1": CodecSpec(None, (), "", "lossless: no --crf and no --encoder-preset"),
+    "prores_ks": CodecSpec(
+        None,
+        ("proxy", "lt", "standard", "hq", "4444", "4444xq"),
+        "profile",
+        "quality is the profile: --encoder-preset proxy|lt|standard|hq|4444|4444xq",
+    ),
+}
+
+
+def check_encode(encode: EncodeConfig, suffix: str, *, where: str = "") -> None:
+    """Raise OutputError for a combination that cannot work, before any frame is decoded.
+
+    `suffix` is the output extension (".mp4"); `where` prefixes the message (a preset file).
+    """
+    at = f"{where}: " if where else ""
+    codec = encode.codec
+    if codec not in CODECS:
+        raise OutputError(f"{at}unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+    if codec not in av.codecs_available:
+        raise OutputError(f"{at}encoder {codec!r} is not available in this FFmpeg build")
+    spec = CODECS[codec]
+    fmt = CONTAINERS.get(suffix.lower())
+    if fmt is None:
+        raise OutputError(
+            f"{at}cannot write {suffix or 'extension-less'} files; use one of "
+            f"{', '.join(sorted(CONTAINERS))}"
+        )
+    if _codec_id_name(codec) not in _muxer_codecs(fmt):
+        fits = [ext for ext, f in CONTAINERS.items() if _codec_id_name(codec) in _muxer_codecs(f)]
+        raise OutputError(f"{at}{suffix} files cannot hold {codec} video; use {' or '.join(fits)}")
+    if encode.crf is not None:
+        if spec.crf is None:
+            raise OutputError(f"{at}{codec} takes no crf ({spec.note})")
+        low, high = spec.crf
+        if not low <= encode.crf <= high:
+            raise OutputError(f"{at}crf {encode.crf} is out of range for {codec} ({low}..{high})")
+    if encode.preset is not None and str(encode.preset) not in spec.presets:
+        if not spec.presets:
+            raise OutputError(f"{at}{codec} takes no encoder preset ({spec.note})")
+        raise OutputError(
+            f"{at}unknown encoder preset {encode.preset!r} for {codec}; "
+            f"choose from {', '.join(spec.presets)}"
+        )
+    if encode.pix_fmt is not None:
+        supported = [f.name for f in (av.Codec(codec, "w").video_formats or ())]
+        if supported and encode.pix_fmt not in supported:
+            raise OutputError(
+                f"{at}encoder {codec} cannot write pixel format {encode.pix_fmt}; "
+                f"choose from {', '.join(supported)}"
+            )
+
+
+def _muxer_codecs(fmt: str) -> set[str]:
+    with av.open(io.BytesIO(), "w", format=fmt) as c:
+        return set(c.supported_codecs)
+
+
+def encoder_options(encode: EncodeConfig, info: VideoInfo, height: int) -> dict[str, str]:
+    """The encoder's options: defaults suited to the output `height`, then what was asked for.
+
+    Bigger frames hide more quantisation per pixel and cost more per frame, so above 1080 lines
+    the defaults take a slightly higher crf and a faster speed preset.
+    """
+    big = height > 1080
+    codec = encode.codec
+    options: dict[str, str] = {}
+    crf = encode.crf
+    preset = encode.preset
+    if codec in ("libx264", "libx265"):
+        base = 18 if codec == "libx264" else 20
+        options["crf"] = str(crf if crf is not None else base + (2 if big else 0))
+        options["preset"] = str(preset or ("veryfast" if big else "fast"))
+    elif codec == "libsvtav1":
+        options["crf"] = str(crf if crf is not None else (32 if big else 28))
+        options["preset"] = str(preset or ("10" if big else "8"))
+    elif codec == "libvpx-vp9":
+        # constant quality in libvpx needs the bitrate cap off (b:v 0), or crf is a ceiling.
+        options["crf"] = str(crf if crf is not None else (32 if big else 30))
+        options["b"] = "0"
+        options["cpu-used"] = str(preset or ("5" if big else "4"))
+        options.update({"deadline": "good", "row-mt": "1"})
+    elif codec == "ffv1":
+        # version 3 with per-slice CRCs, every frame a keyframe: the usual archival settings
+        options.update({"level": "3", "slicecrc": "1", "g": "1"})
+    elif codec == "prores_ks":
+        options["profile"] = str(preset or "hq")
+        options["vendor"] = "apl0"
+    options.update(hdr_options(codec, info))
+    for key, value in encode.options.items():
+        if key.endswith("-params") and key in options:
+            options[key] = f"{options[key]}:{value}"
+        else:
+            options[key] = str(value)
+    return options
+
+
+def hdr_options(codec: str, info: VideoInfo) -> dict[str, str]:
+    """HDR10 static metadata, written in-band where the encoder can (x264, x265, SVT-AV1)."""
+    md, cll = info.mastering_display, info.content_light
+    if md is None and cll is None:
+        return {}
+    if codec in ("libx264", "libx265"):
+        params = []
+        if md is not None:
+            params.append(f"{'master-display' if codec == 'libx265' else 'mastering-display'}="
+                          f"{_st2086(md, 50000, 10000)}")  # fmt: skip
+        if cll is not None:
+            params.append(f"{'max-cll' if codec == 'libx265' else 'cll'}={cll[0]},{cll[1]}")
+        return {f"{codec[3:]}-params": ":".join(params)}
+    if codec == "libsvtav1":
+        params = []
+        if md is not None:
+            params.append(f"mastering-display={_st2086(md, None, None)}")
+        if cll is not None:
+            params.append(f"content-light={cll[0]},{cll[1]}")
+        return {"svtav1-params": ":".join(params)}
+    return {}
+
+
+def _st2086(md: MasteringDisplay, xy_scale: int | None, lum_scale: int | None) -> str:
+    """G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min): integers in the given units, else decimals."""
+
+    def n(v: float, scale: int | None) -> str:
+        return str(round(v * scale)) if scale else f"{v:.4f}".rstrip("0").rstrip(".")
+
+    def xy(p: tuple[float, float]) -> str:
+        return f"({n(p[0], xy_scale)},{n(p[1], xy_scale)})"
+
+    return (
+        f"G{xy(md.green)}B{xy(md.blue)}R{xy(md.red)}WP{xy(md.white)}"
+        f"L({n(md.max_luminance, lum_scale)},{n(md.min_luminance, lum_scale)})"
+    )
+
+
 def choose_pix_fmt(codec: str, info: VideoInfo, requested: str | None) -> str:
-    """The encoder pixel format: asked for, else the source's, else 4:2:0 at the source's depth."""
+    """The encoder pixel format: asked for, else the source's, else 4:2:0 at >= the source's depth.
+
+    A source deeper than 8 bits never comes out at 8 bits unless that is asked for.
+    """
     supported = [f.name for f in (av.Codec(codec, "w").video_formats or ())]
     if requested:
         if supported and requested not in supported:
@@ -43,8 +205,12 @@ def choose_pix_fmt(codec: str, info: VideoInfo, requested: str | None) -> str:
     source = info.pix_fmt.replace("yuvj", "yuv")  # yuvj* are deprecated aliases for full range
     candidates = [source]
     if info.bit_depth > 8:
-        candidates += ["yuv420p10le", "yuv422p10le", "yuv444p10le", "p010le"]
-    candidates += ["yuv420p", "yuv444p", "rgb24", "gbrp"]
+        chroma = "422" if "422" in source or source.startswith(("nv16", "nv20", "p2")) else "420"
+        if "444" in source or source.startswith(("gbr", "rgb", "p4")):
+            chroma = "444"
+        candidates += [f"yuv{chroma}p10le", "yuv420p10le", "yuv422p10le", "yuv444p10le"]
+        candidates += [f"yuv{chroma}p12le", "yuv444p12le", "yuv444p16le", "gbrp10le"]
+    candidates += ["yuv420p", "yuv444p", "yuv422p10le", "yuv444p10le", "rgb24", "gbrp"]
     for fmt in candidates:
         if not supported or fmt in supported:
             return fmt
@@ -128,13 +294,7 @@ class VideoWriter:
 
     def _open_video(self) -> None:
         info, cfg = self.info, self.encode_config
-        if cfg.codec not in av.codecs_available:
-            raise OutputError(f"encoder {cfg.codec!r} is not available in this FFmpeg build")
-        if (
-            self._out.supported_codecs
-            and _codec_id_name(cfg.codec) not in self._out.supported_codecs
-        ):
-            raise OutputError(f"{self.dst.suffix} files cannot hold {cfg.codec} video")
+        check_encode(cfg, self.dst.suffix)
         rate = info.average_rate or Fraction(25)
         stream = self._out.add_stream(cfg.codec, rate=rate)
         stream.width = info.width * self.scale
@@ -149,12 +309,9 @@ class VideoWriter:
         cc.color_trc = info.color_trc
         cc.colorspace = info.matrix
         cc.color_range = 2 if info.full_range else 1
-        options = dict(cfg.options)
-        if cfg.crf is not None:
-            options.setdefault("crf", str(cfg.crf))
-        if cfg.preset is not None:
-            options.setdefault("preset", str(cfg.preset))
-        stream.options = options
+        stream.options = encoder_options(cfg, info, stream.height)
+        if (info.mastering_display or info.content_light) and not hdr_options(cfg.codec, info):
+            self._warn(f"{cfg.codec} cannot carry the source's HDR mastering/light-level metadata")
         if info.rotation:
             stream.set_display_rotation(info.rotation)
         for key in ("language", "title", "handler_name"):
@@ -179,14 +336,19 @@ class VideoWriter:
                 out.metadata.update(s.metadata)
                 self._sides[s.index] = _Side(s, out)
             elif s.type == "audio":
+                # AAC where the container takes it; WebM takes only Opus/Vorbis (Opus: 48 kHz).
+                aac = not supported or "aac" in supported
+                encoder, label = ("aac", "AAC") if aac else ("libopus", "Opus")
+                rate = s.codec_context.sample_rate if aac else 48000
                 self._warn(
-                    f"{self.dst.suffix} cannot hold {name} audio: stream #{s.index} is re-encoded to AAC"
+                    f"{self.dst.suffix} cannot hold {name} audio: "
+                    f"stream #{s.index} is re-encoded to {label}"
                 )
-                out = self._out.add_stream("aac", rate=s.codec_context.sample_rate)
+                out = self._out.add_stream(encoder, rate=rate)
                 out.layout = s.codec_context.layout
                 out.metadata.update(s.metadata)
                 resampler = av.AudioResampler(
-                    format="fltp", layout=s.codec_context.layout, rate=s.codec_context.sample_rate
+                    format="fltp" if aac else "flt", layout=s.codec_context.layout, rate=rate
                 )
                 self._sides[s.index] = _Side(s, out, s.codec_context, resampler)
             else:
@@ -325,4 +487,14 @@ def _write_error(dst: Path, e: BaseException) -> OutputError:
     return OutputError(f"cannot write {dst}: {_reason(e)}")
 
 
-__all__ = ["TEMP_MARKER", "VideoWriter", "choose_pix_fmt", "temp_path_for", "RANGE_NAMES"]
+__all__ = [
+    "CODECS",
+    "CONTAINERS",
+    "RANGE_NAMES",
+    "TEMP_MARKER",
+    "VideoWriter",
+    "check_encode",
+    "choose_pix_fmt",
+    "encoder_options",
+    "temp_path_for",
+]

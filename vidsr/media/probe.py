@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +22,18 @@ MATRIX_NAMES = {
     10: "bt2020c",
 }
 RANGE_NAMES = {0: "unspecified", 1: "limited", 2: "full"}
+
+
+@dataclass(frozen=True)
+class MasteringDisplay:
+    """SMPTE ST 2086 mastering display colour volume: CIE xy chromaticities, luminance in cd/m2."""
+
+    red: tuple[float, float]
+    green: tuple[float, float]
+    blue: tuple[float, float]
+    white: tuple[float, float]
+    min_luminance: float
+    max_luminance: float
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,10 @@ class VideoInfo:
     colorspace: int = UNSPECIFIED  # the YUV matrix
     color_range: int = 0  # 0 unspecified, 1 limited (MPEG), 2 full (JPEG)
     rotation: int = 0  # degrees, from the display matrix
+    mastering_display: MasteringDisplay | None = (
+        None  # HDR10 static metadata, when the source has it
+    )
+    content_light: tuple[int, int] | None = None  # (MaxCLL, MaxFALL) in cd/m2
     other_streams: tuple[StreamInfo, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -105,6 +122,7 @@ def probe(path: str | Path) -> VideoInfo:
                 for s in container.streams
                 if s.index != stream.index
             )
+            first = _first_frame(container, stream)
             return VideoInfo(
                 path=path,
                 container=container.format.name,
@@ -121,7 +139,9 @@ def probe(path: str | Path) -> VideoInfo:
                 color_trc=int(cc.color_trc),
                 colorspace=int(cc.colorspace),
                 color_range=int(cc.color_range),
-                rotation=_rotation(stream),
+                rotation=_rotation(first),
+                mastering_display=_mastering_display(first),
+                content_light=_content_light(first),
                 other_streams=others,
                 metadata=dict(container.metadata),
             )
@@ -133,15 +153,50 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputError(f"cannot read {path}: {e}") from None
 
 
-def _rotation(stream) -> int:
-    """Degrees of the stream's display-matrix rotation (0 when absent)."""
+def _first_frame(container, stream):
+    """The first decodable frame: rotation and HDR metadata arrive as its side data in PyAV 18."""
     try:
-        side = getattr(stream, "side_data", None)
-        if side and "DISPLAYMATRIX" in side:
-            return int(round(side["DISPLAYMATRIX"])) % 360
-    except Exception:  # noqa: BLE001 - rotation is optional metadata
+        for frame in container.decode(stream):
+            return frame
+    except Exception:  # noqa: BLE001 - metadata is optional; decoding errors surface later
         pass
-    return 0
+    return None
+
+
+def _side_data(frame, name: str) -> bytes | None:
+    if frame is None:
+        return None
+    for sd in frame.side_data:
+        if sd.type.name == name:
+            return bytes(sd)
+    return None
+
+
+def _rotation(frame) -> int:
+    """Degrees of the display-matrix rotation (0 when absent)."""
+    try:
+        return int(round(frame.rotation)) % 360 if frame is not None else 0
+    except Exception:  # noqa: BLE001 - rotation is optional metadata
+        return 0
+
+
+def _mastering_display(frame) -> MasteringDisplay | None:
+    # AVMasteringDisplayMetadata: 10 AVRationals (r, g, b, white xy; min, max luminance), 2 flags.
+    data = _side_data(frame, "MASTERING_DISPLAY_METADATA")
+    if data is None or len(data) < 88:
+        return None
+    v = struct.unpack_from("<22i", data)
+    q = [v[2 * i] / v[2 * i + 1] if v[2 * i + 1] else 0.0 for i in range(10)]
+    if not (v[20] and v[21]):  # has_primaries, has_luminance: encoders need both
+        return None
+    return MasteringDisplay((q[0], q[1]), (q[2], q[3]), (q[4], q[5]), (q[6], q[7]), q[8], q[9])
+
+
+def _content_light(frame) -> tuple[int, int] | None:
+    data = _side_data(frame, "CONTENT_LIGHT_LEVEL")
+    if data is None or len(data) < 8:
+        return None
+    return struct.unpack_from("<2I", data)
 
 
 def _reason(e: Exception) -> str:

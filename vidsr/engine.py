@@ -3,11 +3,18 @@
 Frames travel as integer NHWC tensors (uint8 for 8-bit video, uint16 holding 16-bit-scaled samples
 for deeper video). `Engine.to_input` and `Engine.to_output` are the only places in vidsr that change
 pixel range or layout; everything else hands frames through untouched.
+
+The engine also owns what keeps a frame running when memory is short: a frame too large is split
+into overlapping tiles (vidsr.tiling), and an out-of-memory error at run time halves the batch or
+switches to (smaller) tiles and tries the same frames again, with a warning; no frame is lost.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
@@ -17,10 +24,62 @@ from torch import nn
 
 from .errors import VidsrError
 from .models import fold_batchnorm
+from .tiling import MIN_TILE, context_pixels, upscale_tiled
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@cache
+def tune_malloc() -> bool:
+    """Keep freed memory in glibc's heap instead of returning it to the kernel after every op.
+
+    Each layer allocates and frees activations of tens of MB; by default glibc serves those with
+    mmap and gives them back with munmap, so every frame pays ~100k page faults re-zeroing them.
+    No mmap for large blocks and a high trim threshold removed those faults here (+40-70% fps on
+    the CPU path). Only the process's peak heap is kept, which the next frame needs again anyway.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+
+
+def is_oom(e: BaseException) -> bool:
+    """An out-of-memory error from any device (CUDA raises OutOfMemoryError, the CPU a RuntimeError)."""
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    msg = str(e)
+    return isinstance(e, RuntimeError) and (
+        "out of memory" in msg or "can't allocate memory" in msg or "not enough memory" in msg
+    )
+
+
+def parse_tile(tile: str | int | None) -> int | None:
+    """--tile: "auto" -> None (untiled until memory says otherwise), "off" -> 0, N -> N."""
+    if tile is None or tile == "auto":
+        return None
+    if tile == "off":
+        return 0
+    try:
+        n = int(tile)
+    except (TypeError, ValueError):
+        raise VidsrError(f"--tile expects auto, off or a size in pixels, got {tile!r}") from None
+    if n < MIN_TILE:
+        raise VidsrError(f"--tile must be at least {MIN_TILE} pixels, got {n}")
+    return n
+
+
+def batch_for_memory(per_frame: int, free: int, *, headroom: float = 0.8, cap: int = 32) -> int:
+    """The largest batch whose measured per-frame footprint fits `headroom` of the free memory."""
+    if per_frame <= 0:
+        return cap
+    return max(0, min(cap, int(free * headroom) // per_frame))
 
 
 @cache
@@ -67,7 +126,13 @@ class ValueRange:
 
 
 class Engine:
-    """A network prepared for inference: BatchNorm folded, eval, on its device, dtype, channels_last."""
+    """A network prepared for inference: BatchNorm folded, eval, on its device, dtype, channels_last.
+
+    `tile`: "auto" (untiled until an out-of-memory error says otherwise), "off" (never), or a tile
+    size in input pixels. `compile`: None, or a torch.compile mode ("default", "max-autotune";
+    "reduce-overhead" captures CUDA graphs). Off by default: on the 2-core CPU here torch.compile
+    was slower than eager oneDNN, and on a GPU it is unmeasured so far (see benchmarks/RESULTS.md).
+    """
 
     def __init__(
         self,
@@ -76,6 +141,9 @@ class Engine:
         device: str = "auto",
         precision: str = "auto",
         value_range: tuple[float, float] = (0.0, 1.0),
+        tile: str | int | None = "auto",
+        compile: str | None = None,
+        warn: Callable[[str], None] | None = None,
     ):
         self.device = resolve_device(device)
         has_params = any(True for _ in model.parameters())
@@ -83,10 +151,16 @@ class Engine:
         self.dtype = _DTYPES[self.precision]
         self.range = ValueRange(*value_range)
         self.scale = int(getattr(model, "scale", 4))
+        self.tile = parse_tile(tile)  # None: untiled for now, 0: never tile, N: N x N tiles
+        self.max_batch: int | None = None  # lowered by out-of-memory errors
+        self.warn = warn  # where fallbacks are reported; the pipeline points it at the run's notes
         if self.device.type == "cpu":
+            tune_malloc()
             torch.set_num_threads(os.cpu_count() or 1)
         model = fold_batchnorm(model)
         self.model = model.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        self.pad = context_pixels(self.model)
+        self._run = self.model if compile is None else torch.compile(self.model, mode=compile)
 
     def autocast(self):
         # The weights are already cast to self.dtype; autocast only guards ops that would upcast.
@@ -101,16 +175,99 @@ class Engine:
         span = self.range.high - self.range.low
         return x.mul_(span / full).add_(self.range.low)  # NHWC memory: already channels_last
 
-    def to_output(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """(N, 3, H, W) float in the model's range -> (N, H, W, 3) integer frames of `dtype`."""
+    def to_output(
+        self, y: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(N, 3, H, W) float in the model's range -> (N, H, W, 3) integer frames of `dtype`.
+
+        With `out` (an (N, H, W, 3) tensor of `dtype`), the frames are written there.
+        """
         full = 255.0 if dtype == torch.uint8 else 65535.0
         span = self.range.high - self.range.low
         y = y.float().sub_(self.range.low).mul_(full / span).clamp_(0, full).round_()
-        return y.to(dtype).permute(0, 2, 3, 1).contiguous()
+        y = y.to(dtype).permute(0, 2, 3, 1)  # channels_last memory: this view is already NHWC
+        if out is None:
+            return y.contiguous()
+        return out.copy_(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Float (N, 3, H, W) -> float (N, 3, sH, sW), in tiles when self.tile says so."""
+        with self.autocast():
+            if self.tile:
+                return upscale_tiled(self._run, x, scale=self.scale, tile=self.tile, pad=self.pad)
+            return self._run(x)
 
     @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """Upscale a batch of integer NHWC frames; returns integer NHWC frames on the same device."""
-        with self.autocast():
-            y = self.model(self.to_input(frames))
-        return self.to_output(y, frames.dtype)
+    def __call__(self, frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Upscale a batch of integer NHWC frames; returns integer NHWC frames on the same device.
+
+        Out of memory: the batch is halved, then the frame is tiled, then the tiles are halved,
+        each time with a warning, and the same frames are run again. Only a frame that fails even
+        in the smallest tiles raises.
+        """
+        n = frames.shape[0]
+        if out is None:
+            h, w = frames.shape[1:3]
+            out = frames.new_empty((n, h * self.scale, w * self.scale, frames.shape[3]))
+        start = 0
+        while start < n:
+            step = min(n - start, self.max_batch or n)
+            try:
+                y = self.forward(self.to_input(frames[start : start + step]))
+                self.to_output(y, frames.dtype, out[start : start + step])
+                start += step
+                continue
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not is_oom(e):
+                    raise
+            # Outside the except block: its traceback held the activations that did not fit.
+            self._shrink(step, frames.shape[1], frames.shape[2])
+        return out
+
+    def _shrink(self, batch: int, height: int, width: int) -> None:
+        """Make the next attempt need less memory, or raise when nothing smaller is left."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if batch > 1:
+            self.max_batch = batch // 2
+            self._warn(f"out of memory: batch size lowered to {self.max_batch}")
+            return
+        if self.tile == 0:
+            raise VidsrError(
+                f"out of memory on a single {width}x{height} frame and --tile off forbids tiles"
+            )
+        tile = (self.tile or max(height, width)) // 2
+        if tile < MIN_TILE:
+            raise VidsrError(f"out of memory even with {self.tile}-pixel tiles")
+        self.tile = tile
+        self._warn(f"out of memory: processing frames in {tile}x{tile} tiles")
+
+    def _warn(self, msg: str) -> None:
+        if self.warn is not None:
+            self.warn(msg)
+
+    @torch.inference_mode()
+    def auto_batch_size(self, height: int, width: int, *, cap: int = 32) -> int:
+        """The largest batch that fits the free device memory for this frame size, measured.
+
+        On a CPU: 1 (batching measured no faster there, and memory is the system's). On CUDA a
+        one-frame probe measures the peak memory a frame takes; the batch is what fits in 80% of
+        the free memory, then one run at that size confirms it (an OOM there halves it).
+        """
+        if self.device.type != "cuda":
+            return 1
+        probe = torch.zeros((1, height, width, 3), dtype=torch.uint8, device=self.device)
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        self(probe)  # may tile itself when even one frame does not fit
+        torch.cuda.synchronize(self.device)
+        per_frame = torch.cuda.max_memory_allocated(self.device) - base
+        free, _total = torch.cuda.mem_get_info(self.device)
+        cached = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        batch = max(1, batch_for_memory(per_frame, free + cached, cap=cap))
+        if self.tile:
+            return 1  # a frame that needs tiles leaves no room for a second one
+        self.max_batch = None
+        self(probe.expand(batch, -1, -1, -1))  # lowers self.max_batch if it does not fit after all
+        return min(batch, self.max_batch or batch)

@@ -13,15 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .config import UpscaleConfig
 from .engine import Engine
 from .errors import Cancelled, InputError, OutputError, VidsrError
-from .media.decode import FrameBatch, FrameReader
+from .media.decode import FrameReader, working_format
 from .media.encode import TEMP_MARKER, VideoWriter
 from .media.probe import VideoInfo, probe
+from .slots import SlotRing
 from .weights import load_generator
 
 VIDEO_EXTENSIONS = {
@@ -72,7 +72,26 @@ def default_output(src: Path, out_dir: Path | None = None) -> Path:
 def build_engine(config: UpscaleConfig) -> Engine:
     model, record = load_generator(config.model, config.weights)
     value_range = record.value_range if record is not None else (0.0, 1.0)
-    return Engine(model, device=config.device, precision=config.precision, value_range=value_range)
+    return Engine(
+        model,
+        device=config.device,
+        precision=config.precision,
+        value_range=value_range,
+        tile=config.tile,
+    )
+
+
+def resolve_batch_size(engine: Engine, batch_size: int | str, info: VideoInfo) -> int:
+    """--batch-size: a number, or "auto" (what fits the device's free memory at this frame size)."""
+    if batch_size == "auto":
+        return engine.auto_batch_size(info.height, info.width)
+    try:
+        n = int(batch_size)
+    except (TypeError, ValueError):
+        raise VidsrError(f"--batch-size expects auto or a number, got {batch_size!r}") from None
+    if n < 1:
+        raise VidsrError(f"--batch-size must be at least 1, got {n}")
+    return n
 
 
 class _Stages:
@@ -142,23 +161,34 @@ def upscale_file(
             warn(msg)
 
     stages = _Stages(cancel)
-    decoded: queue.Queue = queue.Queue(maxsize=max(1, config.queue_frames // config.batch_size))
-    upscaled: queue.Queue = queue.Queue(maxsize=max(1, config.queue_frames // config.batch_size))
+    engine.warn = note
+    batch_size = resolve_batch_size(engine, config.batch_size, info)
+    # Slots bound the memory between stages: the queues never hold more than the slots there are.
+    ring = SlotRing(
+        engine,
+        batch=batch_size,
+        height=info.height,
+        width=info.width,
+        dtype=torch.uint8 if working_format(info) == "rgb24" else torch.uint16,
+        slots=max(2, min(3, config.queue_frames // batch_size)),
+    )
+    decoded: queue.Queue = queue.Queue()
+    upscaled: queue.Queue = queue.Queue()
     t0 = time.perf_counter()
     with VideoWriter(
         info, dst, config.encode, scale=engine.scale, overwrite=config.overwrite, warn=note
     ) as writer:
-        reader = FrameReader(info, batch_size=config.batch_size, stop=stages.stop)
+        reader = FrameReader(info, batch_size=batch_size, stop=stages.stop)
         threads = [
             threading.Thread(
                 target=_decode_stage,
-                args=(reader, decoded, stages),
+                args=(reader, ring, decoded, stages),
                 daemon=True,
                 name="vidsr-decode",
             ),
             threading.Thread(
                 target=_encode_stage,
-                args=(writer, upscaled, stages, info, progress),
+                args=(writer, ring, upscaled, stages, info, progress),
                 daemon=True,
                 name="vidsr-encode",
             ),
@@ -166,7 +196,7 @@ def upscale_file(
         for t in threads:
             t.start()
         try:
-            _model_stage(engine, decoded, upscaled, stages)
+            _model_stage(ring, decoded, upscaled, stages)
         except BaseException as e:  # noqa: BLE001 - handed to the shared error slot
             stages.fail(e)
         finally:
@@ -192,34 +222,46 @@ def upscale_file(
     return result
 
 
-def _decode_stage(reader: FrameReader, out: queue.Queue, stages: _Stages) -> None:
+def _decode_stage(
+    reader: FrameReader, ring: SlotRing, out: queue.Queue, stages: _Stages
+) -> None:
     try:
         with reader:
             for batch in reader:
-                if not stages.put(out, batch):
+                slot = stages.get(ring.free_in)  # waits while every slot is in use downstream
+                if slot is _END:
+                    return
+                if batch.frames.shape[1:] != slot.host.shape[1:]:
+                    raise InputError(
+                        f"{reader.info.path}: frame size changed mid-stream to "
+                        f"{batch.frames.shape[2]}x{batch.frames.shape[1]}"
+                    )
+                if not stages.put(out, ring.fill(slot, batch.frames, batch.pts)):
                     return
         stages.put(out, _END)
     except BaseException as e:  # noqa: BLE001
         stages.fail(e)
 
 
-def _model_stage(engine: Engine, inq: queue.Queue, out: queue.Queue, stages: _Stages) -> None:
-    pin = engine.device.type == "cuda"
+def _model_stage(ring: SlotRing, inq: queue.Queue, out: queue.Queue, stages: _Stages) -> None:
+    """Queue each filled slot's copies and network run; on CUDA this never waits for the GPU."""
     while True:
-        batch = stages.get(inq)
-        if batch is _END:
+        slot = stages.get(inq)
+        if slot is _END:
             stages.put(out, _END)
             return
-        frames = torch.from_numpy(batch.frames)
-        if pin:
-            frames = frames.pin_memory()
-        upscaled = engine(frames).cpu().numpy()
-        if not stages.put(out, FrameBatch(upscaled, batch.pts)):
+        free = stages.get(ring.free_out)  # waits only when the encoder is behind
+        if free is _END:
+            return
+        done = ring.run(slot, free)
+        ring.free_in.put(slot)  # its host buffer is refilled only after its H2D event
+        if not stages.put(out, done):
             return
 
 
 def _encode_stage(
     writer: VideoWriter,
+    ring: SlotRing,
     inq: queue.Queue,
     stages: _Stages,
     info: VideoInfo,
@@ -228,12 +270,13 @@ def _encode_stage(
     try:
         done = 0
         while True:
-            batch = stages.get(inq)
-            if batch is _END:
+            slot = stages.get(inq)
+            if slot is _END:
                 return
-            for frame, pts in zip(batch.frames, batch.pts, strict=True):
-                writer.write(np.ascontiguousarray(frame), pts)
+            for frame, pts in zip(slot.frames(), slot.pts, strict=True):
+                writer.write(frame, pts)  # a contiguous view into the pinned slot
                 done += 1
+            ring.free_out.put(slot)
             if progress is not None:
                 progress(done, info.frames)
     except BaseException as e:  # noqa: BLE001

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from .config import UpscaleConfig
-from .engine import Engine
+from .engine import Engine, resolve_device
 from .errors import Cancelled, InputError, OutputError, VidsrError
 from .media.decode import FrameReader, working_format
-from .media.encode import TEMP_MARKER, VideoWriter
+from .media.encode import TEMP_MARKER, VideoWriter, check_encode
 from .media.probe import VideoInfo, probe
 from .slots import SlotRing
 from .weights import load_generator
@@ -64,18 +64,29 @@ class UpscaleResult:
     error: str | None = None
 
 
-def default_output(src: Path, out_dir: Path | None = None) -> Path:
+def default_output(src: Path, out_dir: Path | None = None, container: str | None = None) -> Path:
+    """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type."""
     suffix = src.suffix.lower() if src.suffix.lower() in OUTPUT_EXTENSIONS else ".mkv"
+    suffix = container or suffix
     return (out_dir or src.parent) / f"{src.stem}_x4{suffix}"
 
 
-def build_engine(config: UpscaleConfig) -> Engine:
+def precision_for(config: UpscaleConfig, info: VideoInfo | None) -> str:
+    """The precision to ask the engine for. bf16 keeps 8 significant bits, which would crush the
+    gradients of a >8-bit source, so "auto" avoids it there (fp16 on CUDA keeps 11 bits)."""
+    if config.precision == "auto" and info is not None and info.bit_depth > 8:
+        return "fp16" if resolve_device(config.device).type == "cuda" else "fp32"
+    return config.precision
+
+
+def build_engine(config: UpscaleConfig, info: VideoInfo | None = None) -> Engine:
     model, record = load_generator(config.model, config.weights)
     value_range = record.value_range if record is not None else (0.0, 1.0)
+    precision = precision_for(config, info)
     return Engine(
         model,
         device=config.device,
-        precision=config.precision,
+        precision=precision,
         value_range=value_range,
         tile=config.tile,
     )
@@ -147,12 +158,8 @@ def upscale_file(
     info = probe(src)
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputError(f"output {dst} is the input itself; choose another name")
-    if dst.suffix.lower() not in OUTPUT_EXTENSIONS:
-        raise OutputError(
-            f"cannot write {dst.suffix or 'extension-less'} files; use one of "
-            f"{', '.join(sorted(OUTPUT_EXTENSIONS))}"
-        )
-    engine = engine or build_engine(config)
+    check_encode(config.encode, dst.suffix)  # codec, container, crf: before any model work
+    engine = engine or build_engine(config, info)
     result = UpscaleResult(src, dst)
 
     def note(msg: str) -> None:
@@ -296,7 +303,9 @@ def list_videos(folder: Path) -> list[Path]:
     )
 
 
-def plan_jobs(input: Path, output: Path | None) -> list[tuple[Path, Path]]:
+def plan_jobs(
+    input: Path, output: Path | None, container: str | None = None
+) -> list[tuple[Path, Path]]:
     """(source, target) pairs for a file or a folder input."""
     if not input.exists():
         raise InputError(f"no such file or folder: {input}")
@@ -311,24 +320,29 @@ def plan_jobs(input: Path, output: Path | None) -> list[tuple[Path, Path]]:
         videos = list_videos(input)
         if not videos:
             raise InputError(f"no videos in {input}")
-        return [(v, default_output(v, output)) for v in videos]
+        return [(v, default_output(v, output, container)) for v in videos]
     if output is not None and output.is_dir():
-        return [(input, default_output(input, output))]
-    return [(input, output or default_output(input))]
+        return [(input, default_output(input, output, container))]
+    return [(input, output or default_output(input, container=container))]
 
 
 def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> list[UpscaleResult]:
     """The CLI's entry: a file or a folder, with rich progress and one summary line per file."""
     from .report import Reporter
 
-    jobs = plan_jobs(Path(input), Path(output) if output is not None else None)
+    jobs = plan_jobs(Path(input), Path(output) if output is not None else None, config.container)
+    for suffix in {dst.suffix for _, dst in jobs}:
+        check_encode(config.encode, suffix)  # an impossible codec/container fails before any work
     reporter = Reporter(quiet=config.quiet)
-    engine: Engine | None = None
+    engines: dict[str, Engine] = {}  # by precision: >8-bit sources may need their own
     results: list[UpscaleResult] = []
     for src, dst in jobs:
         try:
-            probe(src)  # a bad input is reported as such before any model is loaded
-            engine = engine or build_engine(config)
+            info = probe(src)  # a bad input is reported as such before any model is loaded
+            precision = precision_for(config, info)
+            if precision not in engines:
+                engines[precision] = build_engine(config, info)
+            engine = engines[precision]
             with reporter.track(src) as progress:
                 result = upscale_file(
                     src, dst, config, engine=engine, progress=progress, warn=reporter.warn

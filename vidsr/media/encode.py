@@ -300,6 +300,12 @@ class VideoWriter:
         stream.width = info.width * self.scale
         stream.height = info.height * self.scale
         stream.pix_fmt = choose_pix_fmt(cfg.codec, info, cfg.pix_fmt)
+        depth = max(c.bits for c in av.VideoFormat(stream.pix_fmt).components)
+        if depth < info.bit_depth and cfg.pix_fmt is None:
+            self._warn(
+                f"{cfg.codec} in this FFmpeg build cannot write {info.bit_depth}-bit video: "
+                f"written as {stream.pix_fmt}; use libx264, libx265 or libsvtav1 to keep the depth"
+            )
         stream.time_base = info.time_base
         cc = stream.codec_context
         cc.time_base = info.time_base  # frames keep their source pts, so VFR survives exactly

@@ -143,7 +143,7 @@ def load_vgg(layer: str = "vgg19_54", weights: str | Path | None = None) -> VGGF
     weights="random" keeps the random initialisation: for tests only, never for a real run.
     """
     vgg = VGGFeatures(layer=layer)
-    if weights == "random":
+    if weights is not None and str(weights) == "random":
         return vgg
     if weights is not None:
         path = Path(weights)

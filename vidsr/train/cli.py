@@ -1,0 +1,138 @@
+"""`vidsr train` and `vidsr eval` on the command line; registered in vidsr/cli.py.
+
+Imports of torch and the training modules happen inside the commands so `vidsr --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..cli import friendly_errors
+
+_dir = click.Path(path_type=Path, exists=True, file_okay=False)
+_file = click.Path(path_type=Path, dir_okay=False)
+
+
+@click.command()
+@click.option(
+    "--recipe",
+    default="srresnet",
+    show_default=True,
+    help="srresnet, srgan, finetune, or a TOML file of TrainConfig keys.",
+)
+@click.option(
+    "--data", "data", multiple=True, type=_dir, help="Image folder, read recursively (repeatable)."
+)
+@click.option(
+    "--video",
+    "video",
+    multiple=True,
+    type=_dir,
+    help="Folder of footage to sample frames from (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Run folder: last.pt, samples/, curves.png, log.jsonl.",
+)
+@click.option("--steps", type=int, help="Total optimiser steps (a resumed run continues to it).")
+@click.option("--batch-size", type=int, help="Samples per step (per process under torchrun).")
+@click.option("--crop", type=int, help="HR crop size in pixels (a multiple of the scale).")
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option(
+    "--init", type=_file, help="Start from these generator weights (state_dict or checkpoint)."
+)
+@click.option("--resume", is_flag=True, default=None, help="Continue OUT/last.pt from its step.")
+@click.option("--val", type=_dir, help="Benchmark folder (Set5 layout) for PSNR-Y/SSIM-Y.")
+@click.option("--val-every", type=int, help="Validate every N steps.")
+@click.option("--ckpt-every", type=int, help="Write OUT/last.pt every N steps.")
+@click.option("--sample-every", type=int, help="Write a sample grid every N steps.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", help="auto, fp32, bf16 or fp16 (fp16 uses a GradScaler).")
+@click.option(
+    "--no-channels-last",
+    "channels_last",
+    flag_value=False,
+    default=None,
+    help="Keep the default memory layout (for comparisons).",
+)
+@click.option("--vgg-weights", help="torchvision VGG19 (or VGG16) ImageNet state_dict file.")
+@click.option("--degrade", type=click.Choice(["none", "video"]), help="LR degradations.")
+@click.option("--hr-downscale", type=int, help="Shrink source images by this factor first.")
+@click.option("--frames-per-video", type=int, help="Frames sampled from each video at most.")
+@click.option(
+    "--frame-cache",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep sampled video frames here (default OUT/frames).",
+)
+@click.option("--workers", type=int, help="Data loader processes.")
+@click.option("--seed", type=int, help="Seed for init, crops and degradations.")
+@click.option("--tensorboard", is_flag=True, default=None, help="Also log to OUT/tb.")
+@click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bar.")
+@friendly_errors
+def train(recipe, **flags):
+    """Train or fine-tune a model from a recipe (torchrun-ready for several GPUs)."""
+    from rich.console import Console
+
+    from .loop import train as run_train
+    from .recipe import build_config
+
+    for key in ("data", "video"):
+        flags[key] = flags[key] or None  # an empty tuple means "not given": keep the recipe's
+    config = build_config(recipe, **flags)
+    run_train(config, console=Console(stderr=True))
+
+
+@click.command(name="eval")
+@click.option(
+    "--model", default="srresnet", show_default=True, help="srresnet, srgan, fast or bicubic."
+)
+@click.option("--weights", type=_file, help="A state_dict or `vidsr train` checkpoint.")
+@click.option(
+    "--data",
+    type=_dir,
+    required=True,
+    help="Folder of NAME_HR.png (+ NAME_LR.png) images, e.g. Set5.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--precision", default="fp32", show_default=True, help="fp32 (exact numbers), bf16 or fp16."
+)
+@click.option("--shave", default=4, show_default=True, help="Border pixels left out of the scores.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON line: psnr_y, ssim_y, images."
+)
+@friendly_errors
+def evaluate(model, weights, data, device, precision, shave, as_json):
+    """PSNR and SSIM on the Y channel (BT.601) of a model on a benchmark folder."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..engine import Engine
+    from ..weights import load_generator
+    from .benchmark import load_benchmark, mean_score, score_pairs
+
+    net, _ = load_generator(model, weights)
+    engine = Engine(net, device=device, precision=precision)
+    scale = engine.scale
+    pairs = load_benchmark(data, scale=scale)
+    rows = [(pair.name, score) for pair, _, score in score_pairs(engine, pairs, border=shave)]
+    mean = mean_score([s for _, s in rows])
+    if as_json:
+        click.echo(json.dumps(
+            {"psnr_y": round(mean.psnr_y, 4), "ssim_y": round(mean.ssim_y, 4), "images": len(rows)}
+        ))  # fmt: skip
+        return
+    table = Table(title=f"{model} x{scale} on {data.name} (Y channel, {shave} px shaved)")
+    table.add_column("image")
+    table.add_column("PSNR-Y (dB)", justify="right")
+    table.add_column("SSIM-Y", justify="right")
+    for name, score in rows:
+        table.add_row(name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}")
+    table.add_section()
+    table.add_row("mean", f"{mean.psnr_y:.2f}", f"{mean.ssim_y:.4f}", style="bold")
+    Console().print(table)

@@ -19,6 +19,7 @@ from PIL import Image
 
 DEGRADES = ("none", "video")
 DECODERS = {"libx264": "h264", "libx265": "hevc"}
+MIN_CODED = 32  # pixels; smaller crops are mirror-padded up to this for the encoder
 
 
 @cache
@@ -55,7 +56,9 @@ def codec_round_trip(
 ) -> np.ndarray:
     """Encode a `frames`-long pan ending on `img` with `codec` at `crf`; return the last frame."""
     h, w = img.shape[:2]
-    ph, pw = h % 2, w % 2  # 4:2:0 needs even sizes
+    # 4:2:0 needs even sizes; x265 refuses pictures smaller than its blocks and (in this build)
+    # corrupts memory on sizes that are not multiples of its 8 px minimum coding unit.
+    ph, pw = max((-h) % 8, MIN_CODED - h), max((-w) % 8, MIN_CODED - w)
     pad = (frames - 1) * max(abs(shift[0]), abs(shift[1]))
     big = np.pad(img, ((pad, pad + ph), (pad, pad + pw), (0, 0)), "reflect")
     clip = []
@@ -70,7 +73,7 @@ def codec_round_trip(
     # One thread: the same input gives the same bitstream, which resume equality relies on.
     enc.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
     if codec == "libx265":
-        enc.options = {**enc.options, "x265-params": "log-level=none:pools=1:frame-threads=1"}
+        enc.options = {**enc.options, "x265-params": "log-level=none:frame-threads=1"}
     packets = []
     for i, f in enumerate(clip):
         frame = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")

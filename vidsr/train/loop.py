@@ -241,6 +241,8 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
     )
     torch.manual_seed(cfg.seed)
 
+    init = None if resumed else _load_init(cfg)  # a missing --init fails before any data work
+
     # -- data
     if not cfg.data and not cfg.video:
         raise InputError("no training data: pass --data DIR (images) and/or --video DIR (footage)")
@@ -262,7 +264,6 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
 
     # -- networks
     arch = {**MODELS[cfg.model].arch, **cfg.arch}
-    init = None if resumed else _load_init(cfg)
     if resumed:
         arch = dict(resumed["arch"])
     elif init is not None:

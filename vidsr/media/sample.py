@@ -14,7 +14,7 @@ from ..errors import OutputError
 def sample_frame(i: int, width: int, height: int) -> np.ndarray:
     """Frame i of the sample: a sky gradient, a drifting checkerboard, rings and a moving disc."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    u, v = x / max(1, width - 1), y / max(1, height - 1)
+    v = y / max(1, height - 1)
     img = np.empty((height, width, 3), np.float32)
     img[..., 0] = 40 + 120 * v
     img[..., 1] = 90 + 100 * v

@@ -229,34 +229,48 @@ class PairDataset(Dataset):
         augment: bool = True,
         degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         seed: int = 0,
+        cache_mb: int = 1024,
     ):
         if crop % scale:
             raise InputError(f"--crop {crop} is not a multiple of the scale {scale}")
         self.files = list(files)
         self.crop, self.scale, self.hr_downscale = crop, scale, hr_downscale
         self.augment, self.degrade, self.seed = augment, degrade, seed
+        # Decoding a multi-megapixel JPEG costs ~0.2 s, more than a bf16 training step on two
+        # cores: keep decoded (and already downscaled) images, per loader process, up to a budget.
+        self.cache_bytes = cache_mb * 2**20
+        self._cache: dict[int, np.ndarray] = {}
+        self._cached = 0
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def _image(self, index: int) -> np.ndarray:
+        """File `index` decoded, shrunk by hr_downscale, from the cache when it fits there."""
+        img = self._cache.get(index)
+        if img is None:
+            img = read_image(self.files[index])
+            if self.hr_downscale > 1 and min(img.shape[:2]) >= self.crop * self.hr_downscale:
+                img = imresize(img, 1 / self.hr_downscale)
+            if self._cached + img.nbytes <= self.cache_bytes:
+                self._cache[index] = img
+                self._cached += img.nbytes
+        return img
+
     def _load(self, index: int, rng: np.random.Generator) -> np.ndarray:
         """An HR crop of file `index`; a file that fails to decode now yields its neighbour's."""
-        need = self.crop * self.hr_downscale
         for attempt in range(len(self.files)):
-            path = self.files[(index + attempt) % len(self.files)]
+            position = (index + attempt) % len(self.files)
             try:
-                img = read_image(path)
+                img = self._image(position)
             except Exception as e:  # noqa: BLE001 - header fine but data broken (truncated JPEG)
-                warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
+                warnings.warn(f"skipping unreadable image {self.files[position]}: {e}", stacklevel=2)
                 continue
             h, w = img.shape[:2]
-            if min(h, w) < need:
+            if min(h, w) < self.crop:
                 continue
-            y, x = int(rng.integers(h - need + 1)), int(rng.integers(w - need + 1))
-            hr = img[y : y + need, x : x + need]
-            if self.hr_downscale > 1:  # sharper, cleaner HR from noisy high-resolution photos
-                hr = imresize(hr, 1 / self.hr_downscale)
-            return hr
+            y, x = int(rng.integers(h - self.crop + 1)), int(rng.integers(w - self.crop + 1))
+            return img[y : y + self.crop, x : x + self.crop]
         raise InputError("no training image could be read")
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,6 +27,7 @@ def context_pixels(model: nn.Module, *, cap: int = 64) -> int:
     """
     reach = 0
     for m in model.modules():
+        reach += getattr(m, "receptive_radius", 0)  # networks built from functional convs say so
         if isinstance(m, nn.Conv2d):
             k, d = m.kernel_size, m.dilation
             reach += max(d[0] * (k[0] - 1), d[1] * (k[1] - 1)) // 2
@@ -83,7 +84,12 @@ def upscale_tiled(
     for t in plan_tiles(h, w, tile, pad):
         y = run(x[:, :, t.y0 : t.y1, t.x0 : t.x1])  # (N, C, s*th, s*tw)
         if out is None:
-            out = y.new_empty((n, y.shape[1], h * s, w * s), memory_format=torch.channels_last)
+            out = torch.empty(
+                (n, y.shape[1], h * s, w * s),
+                dtype=y.dtype,
+                device=y.device,
+                memory_format=torch.channels_last,
+            )
         oy, ox = (t.cy0 - t.y0) * s, (t.cx0 - t.x0) * s
         out[:, :, t.cy0 * s : t.cy1 * s, t.cx0 * s : t.cx1 * s] = y[
             :, :, oy : oy + (t.cy1 - t.cy0) * s, ox : ox + (t.cx1 - t.cx0) * s

@@ -1,0 +1,187 @@
+"""`vidsr bench`: throughput of each stage alone and of the whole pipeline, in one process.
+
+All numbers come from the same Engine (same threads, same precision, same batch size), already warm:
+- model: frames already in memory through the pipeline's own slot ring (copies, network, copies);
+- decode: the generated clip read to RGB frames, as the pipeline's reader does;
+- encode: upscaled-size frames written with the pipeline's encoder settings;
+- pipeline: `upscale_file` on the clip, wall clock from open to the renamed output.
+The network has random weights: speed does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import UpscaleConfig
+from .engine import Engine
+from .errors import VidsrError
+from .media.decode import FrameReader
+from .media.encode import VideoWriter
+from .media.probe import probe
+from .media.sample import sample_frame, write_sample
+from .models import MODELS, build_model
+from .pipeline import resolve_batch_size, upscale_file
+from .slots import SlotRing
+
+
+@dataclass
+class BenchResult:
+    model_fps: float
+    pipeline_fps: float
+    decode_fps: float
+    encode_fps: float
+    device: str
+    precision: str
+    batch_size: int
+    size: str
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise VidsrError(f"expected WIDTHxHEIGHT, got {size!r}") from None
+    if width < 8 or height < 8:
+        raise VidsrError(f"frame size {size} is too small")
+    return width, height
+
+
+def _sync(engine: Engine) -> None:
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize(engine.device)
+
+
+def model_fps(
+    engine: Engine, frames: np.ndarray, batch: int, count: int, *, warmup: int = 2
+) -> float:
+    """Frames per second through the slot ring alone: `count` frames after `warmup` batches.
+
+    As in the pipeline, up to `slots` batches are in flight and a batch's output is read back (its
+    D2H event waited on) before its out slot is reused.
+    """
+    _, h, w, _ = frames.shape
+    ring = SlotRing(engine, batch=batch, height=h, width=w)
+    slots = ring.free_in.qsize()
+    inputs = []
+    for i in range(slots):
+        slot = ring.free_in.get()
+        chunk = np.resize(frames[i * batch : i * batch + batch], (batch, h, w, 3))
+        inputs.append(ring.fill(slot, chunk, list(range(batch))))
+    batches = -(-count // batch)
+
+    def go(count: int) -> None:
+        flight: deque = deque()
+        for i in range(count):
+            if len(flight) == slots:
+                done = flight.popleft()
+                done.frames()
+                ring.free_out.put(done)
+            flight.append(ring.run(inputs[i % slots], ring.free_out.get()))
+        while flight:
+            done = flight.popleft()
+            done.frames()
+            ring.free_out.put(done)
+
+    go(warmup)
+    _sync(engine)
+    t = time.perf_counter()
+    go(batches)
+    _sync(engine)
+    return batches * batch / (time.perf_counter() - t)
+
+
+def decode_fps(clip: Path, batch: int) -> float:
+    info = probe(clip)
+    t = time.perf_counter()
+    count = 0
+    with FrameReader(info, batch_size=batch) as reader:
+        for b in reader:
+            count += len(b.frames)
+    return count / (time.perf_counter() - t)
+
+
+def encode_fps(clip: Path, out: Path, config: UpscaleConfig, scale: int, frames: int) -> float:
+    info = probe(clip)
+    big = [
+        np.ascontiguousarray(
+            np.repeat(np.repeat(sample_frame(i, info.width, info.height), scale, 0), scale, 1)
+        )
+        for i in range(min(frames, 8))
+    ]
+    pts = _clip_pts(clip)[:frames]
+    t = time.perf_counter()
+    with VideoWriter(info, out, config.encode, scale=scale, overwrite=True) as writer:
+        for i, p in enumerate(pts):
+            writer.write(big[i % len(big)], p)
+    return len(pts) / (time.perf_counter() - t)
+
+
+def _clip_pts(clip: Path) -> list[int]:
+    info = probe(clip)
+    with FrameReader(info) as reader:
+        return [p for b in reader for p in b.pts]
+
+
+def run_bench(
+    *,
+    model: str = "srresnet",
+    size: str = "320x180",
+    frames: int = 24,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int | str = 1,
+    tile: str | int = "auto",
+    repeat: int = 1,
+    workdir: Path | None = None,
+) -> BenchResult:
+    if model not in MODELS:
+        raise VidsrError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    width, height = parse_size(size)
+    engine = Engine(build_model(model), device=device, precision=precision, tile=tile)
+    config = UpscaleConfig(
+        model=model,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        tile=tile,
+        overwrite=True,
+        quiet=True,
+    )
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        clip = write_sample(
+            Path(tmp) / "clip.mp4", width=width, height=height, seconds=frames / 25, fps=25
+        )
+        info = probe(clip)
+        batch = resolve_batch_size(engine, batch_size, info)
+        config = replace(config, batch_size=batch)
+        still = np.stack([sample_frame(i, width, height) for i in range(min(frames, 3 * batch))])
+        best = dict(model=0.0, pipeline=0.0, decode=0.0, encode=0.0)
+        for _ in range(max(1, repeat)):
+            best["model"] = max(best["model"], model_fps(engine, still, batch, frames))
+            best["decode"] = max(best["decode"], decode_fps(clip, batch))
+            best["encode"] = max(
+                best["encode"],
+                encode_fps(clip, Path(tmp) / "enc.mp4", config, engine.scale, frames),
+            )
+            result = upscale_file(clip, Path(tmp) / "out.mp4", config, engine=engine)
+            best["pipeline"] = max(best["pipeline"], result.frames / result.seconds)
+    return BenchResult(
+        model_fps=round(best["model"], 3),
+        pipeline_fps=round(best["pipeline"], 3),
+        decode_fps=round(best["decode"], 3),
+        encode_fps=round(best["encode"], 3),
+        device=str(engine.device),
+        precision=engine.precision,
+        batch_size=batch,
+        size=f"{width}x{height}",
+    )
+
+
+__all__ = ["BenchResult", "asdict", "run_bench"]

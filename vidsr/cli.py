@@ -140,61 +140,6 @@ def bench(model, size, frames, device, precision, batch_size, tile, repeat, as_j
     click.echo(f"  pipeline / model: {ratio:.2f}")
 
 
-def _batch_or_auto(value: str | None, hint: str) -> int | str | None:
-    if value is None or value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        raise click.BadParameter(f"expected auto or a number, got {value!r}", param_hint=hint) from None
-    if n < 1:
-        raise click.BadParameter(f"must be at least 1, got {n}", param_hint=hint)
-    return n
-
-
-def _tile_option(value: str | None) -> int | str | None:
-    if value in (None, "auto", "off"):
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"expected auto, off or a size, got {value!r}", param_hint="--tile") from None
-
-
-@main.command()
-@click.option("--model", default="srresnet", show_default=True, help="srresnet, srgan, fast or bicubic.")
-@click.option("--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the generated clip.")
-@click.option("--frames", default=24, show_default=True, help="Frames to time in each measurement.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--precision", default="auto", show_default=True, help="auto, fp32, bf16 or fp16.")
-@click.option("--batch-size", default="1", show_default=True, help="Frames per model call, or auto.")
-@click.option("--tile", default="auto", show_default=True, help="auto, off, or a tile size.")
-@click.option("--repeat", default=1, show_default=True, help="Repeat each measurement; keep the best.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON line and nothing else.")
-@friendly_errors
-def bench(model, size, frames, device, precision, batch_size, tile, repeat, as_json):
-    """Throughput: model alone, decode, encode and the whole pipeline, on a generated clip."""
-    import json
-    from dataclasses import asdict
-
-    from .bench import run_bench
-
-    result = run_bench(
-        model=model, size=size, frames=frames, device=device, precision=precision,
-        batch_size=_batch_or_auto(batch_size, "--batch-size"), tile=_tile_option(tile),
-        repeat=repeat,
-    )
-    if as_json:
-        click.echo(json.dumps(asdict(result)))
-        return
-    click.echo(f"vidsr bench: {model} (random weights: speed does not depend on them), "
-               f"{result.size} -> 4x, {result.device}, {result.precision}, batch {result.batch_size}")
-    for name in ("model", "decode", "encode", "pipeline"):
-        click.echo(f"  {name + ' fps':<14}{getattr(result, name + '_fps'):>9.2f}")
-    ratio = result.pipeline_fps / result.model_fps if result.model_fps else 0.0
-    click.echo(f"  pipeline / model: {ratio:.2f}")
-
-
 @main.command()
 @click.argument("output", type=click.Path(path_type=Path), default="sample.mp4")
 @click.option("--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the clip.")

@@ -138,13 +138,16 @@ def run_bench(
     precision: str = "auto",
     batch_size: int | str = 1,
     tile: str | int = "auto",
-    repeat: int = 1,
+    repeat: int = 2,
+    threads: int | None = None,
     workdir: Path | None = None,
 ) -> BenchResult:
     if model not in MODELS:
         raise VidsrError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     width, height = parse_size(size)
-    engine = Engine(build_model(model), device=device, precision=precision, tile=tile)
+    engine = Engine(
+        build_model(model), device=device, precision=precision, tile=tile, threads=threads
+    )
     config = UpscaleConfig(
         model=model,
         device=device,

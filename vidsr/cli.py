@@ -114,10 +114,12 @@ def _tile_option(value: str | None) -> int | str | None:
 @click.option("--precision", default="auto", show_default=True, help="auto, fp32, bf16 or fp16.")
 @click.option("--batch-size", default="1", show_default=True, help="Frames per model call, or auto.")
 @click.option("--tile", default="auto", show_default=True, help="auto, off, or a tile size.")
-@click.option("--repeat", default=1, show_default=True, help="Repeat each measurement; keep the best.")
+@click.option("--repeat", default=2, show_default=True,
+              help="Repeat each measurement, interleaved; keep the best of each.")
+@click.option("--threads", type=int, default=None, help="CPU threads for the model.  [default: cores]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line and nothing else.")
 @friendly_errors
-def bench(model, size, frames, device, precision, batch_size, tile, repeat, as_json):
+def bench(model, size, frames, device, precision, batch_size, tile, repeat, threads, as_json):
     """Throughput: model alone, decode, encode and the whole pipeline, on a generated clip."""
     import json
     from dataclasses import asdict
@@ -127,7 +129,7 @@ def bench(model, size, frames, device, precision, batch_size, tile, repeat, as_j
     result = run_bench(
         model=model, size=size, frames=frames, device=device, precision=precision,
         batch_size=_batch_or_auto(batch_size, "--batch-size"), tile=_tile_option(tile),
-        repeat=repeat,
+        repeat=repeat, threads=threads,
     )
     if as_json:
         click.echo(json.dumps(asdict(result)))

@@ -143,6 +143,7 @@ class Engine:
         value_range: tuple[float, float] = (0.0, 1.0),
         tile: str | int | None = "auto",
         compile: str | None = None,
+        threads: int | None = None,
         warn: Callable[[str], None] | None = None,
     ):
         self.device = resolve_device(device)
@@ -156,7 +157,9 @@ class Engine:
         self.warn = warn  # where fallbacks are reported; the pipeline points it at the run's notes
         if self.device.type == "cpu":
             tune_malloc()
-            torch.set_num_threads(os.cpu_count() or 1)
+            # One per core. On a machine shared with other busy processes fewer can be faster:
+            # every op waits for its slowest thread, and a descheduled one costs a time slice.
+            torch.set_num_threads(threads or os.cpu_count() or 1)
         model = fold_batchnorm(model)
         self.model = model.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
         self.pad = context_pixels(self.model)

@@ -32,7 +32,9 @@ def _on_done(ctx, param, value: str) -> tuple[str, Path | None]:
     help="Folder for the upscaled videos; the journal and log go in OUT/.vidsr/.",
 )
 @click.option(
-    "--model", default="srgan", show_default=True, help="srresnet, srgan, fast or bicubic."
+    "--model",
+    default=None,
+    help="srresnet, srgan, fast or bicubic (default: the preset's, or srgan).",
 )
 @click.option("--preset", default=None, help="A preset name or TOML file (as for `vidsr upscale`).")
 @click.option(
@@ -42,7 +44,9 @@ def _on_done(ctx, param, value: str) -> tuple[str, Path | None]:
     help="A state_dict or `vidsr train` checkpoint instead of the shipped weights.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--precision", default="auto", show_default=True, help="auto, fp32, bf16 or fp16.")
+@click.option(
+    "--precision", default=None, help="auto, fp32, bf16 or fp16 (default: the preset's, or auto)."
+)
 @click.option(
     "--stable-secs",
     type=click.FloatRange(min=0),
@@ -118,9 +122,14 @@ def watch(
     SIGINT/SIGTERM stop within seconds with exit code 0: the file in progress is abandoned with
     no partial output (or finished, with --drain) and runs again on the next start.
     """
+    from .presets import build_config
     from .watch import WatchConfig
     from .watch import watch as run_watch
 
+    # A preset's model and precision apply unless given here; resolved once, up front, so the
+    # watcher checks the weights of the model it will really run.
+    resolved = build_config(preset, model=model, precision=precision)
+    model, precision = resolved.model, resolved.precision
     action, move_to = on_done
     config = WatchConfig(
         inbox=inbox,

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+NOTES_MARKER = "<!-- notes: kept by run.py -->"
 GPU_COMMAND = (
     "vidsr bench --model srresnet --size {size} --frames 96 --device cuda --batch-size auto --json"
 )
@@ -265,7 +266,10 @@ def main() -> None:
     lines += ["", "To measure on a GPU (H100/H200):", ""]
     lines += [f"    {GPU_COMMAND.format(size=s)}" for s in ("320x180", "960x540")]
     lines += ["    pytest -m gpu tests/test_gpu.py -v", ""]
-    args.out.write_text("\n".join(lines))
+    # Hand-written findings below the marker survive a re-run.
+    old = args.out.read_text() if args.out.exists() else ""
+    keep = old[old.index(NOTES_MARKER) :] if NOTES_MARKER in old else NOTES_MARKER + "\n"
+    args.out.write_text("\n".join(lines) + "\n" + keep)
     print(f"wrote {args.out}")
 
 

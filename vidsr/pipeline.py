@@ -229,9 +229,7 @@ def upscale_file(
     return result
 
 
-def _decode_stage(
-    reader: FrameReader, ring: SlotRing, out: queue.Queue, stages: _Stages
-) -> None:
+def _decode_stage(reader: FrameReader, ring: SlotRing, out: queue.Queue, stages: _Stages) -> None:
     try:
         with reader:
             for batch in reader:

@@ -30,8 +30,16 @@ def sample_frame(i: int, width: int, height: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_sample(path: Path, *, width: int = 320, height: int = 180, seconds: float = 2.0,
-                 fps: int = 25, audio: bool = True, overwrite: bool = False) -> Path:
+def write_sample(
+    path: Path,
+    *,
+    width: int = 320,
+    height: int = 180,
+    seconds: float = 2.0,
+    fps: int = 25,
+    audio: bool = True,
+    overwrite: bool = False,
+) -> Path:
     """Write the sample clip (H.264 + AAC in mp4, BT.709 limited range) to `path`."""
     path = Path(path)
     if path.exists() and not overwrite:
@@ -60,7 +68,7 @@ def write_sample(path: Path, *, width: int = 320, height: int = 180, seconds: fl
             t = np.arange(samples) / 48000
             tone = (0.15 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
             for start in range(0, samples, 1024):
-                chunk = np.ascontiguousarray(np.stack([tone[start:start + 1024]] * 2))
+                chunk = np.ascontiguousarray(np.stack([tone[start : start + 1024]] * 2))
                 af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
                 af.sample_rate, af.pts = 48000, start
                 out.mux(sound.encode(af))

@@ -16,51 +16,14 @@ from torch import nn
 from ..errors import VidsrError
 
 # Channel counts of each conv; "M" is a 2x2 max-pool (torchvision's "cfgs" D and E).
+# fmt: off
 LAYOUTS: dict[str, tuple[int | str, ...]] = {
-    "vgg16": (
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-    ),  # fmt: skip
-    "vgg19": (
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-    ),  # fmt: skip
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
 }
+# fmt: on
 
 # phi_i,j of the SRGAN paper: after the ReLU of conv j in block i, as an index into `features`.
 LAYERS: dict[str, tuple[str, int]] = {

@@ -264,7 +264,9 @@ class PairDataset(Dataset):
             try:
                 img = self._image(position)
             except Exception as e:  # noqa: BLE001 - header fine but data broken (truncated JPEG)
-                warnings.warn(f"skipping unreadable image {self.files[position]}: {e}", stacklevel=2)
+                warnings.warn(
+                    f"skipping unreadable image {self.files[position]}: {e}", stacklevel=2
+                )
                 continue
             h, w = img.shape[:2]
             if min(h, w) < self.crop:

@@ -228,14 +228,10 @@ def bench(model, size, frames, device, precision, batch_size, tile, repeat, thre
 @friendly_errors
 def sample(output, size, seconds, overwrite):
     """Write a small sample clip (H.264 + AAC) to try vidsr on."""
+    from .bench import parse_size
     from .media.sample import write_sample
 
-    try:
-        width, height = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected WIDTHxHEIGHT, got {size!r}", param_hint="--size"
-        ) from None
+    width, height = parse_size(size)
     write_sample(output, width=width, height=height, seconds=seconds, overwrite=overwrite)
     click.echo(f"wrote {output}")
 

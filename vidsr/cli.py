@@ -260,11 +260,12 @@ def presets_show(name):
 
 # Commands that live in their own modules (they import only click at this point).
 from .train.cli import evaluate as _evaluate  # noqa: E402
+from .train.cli import export as _export  # noqa: E402
 from .train.cli import train as _train  # noqa: E402
 from .watch_cli import jobs as _jobs  # noqa: E402
 from .watch_cli import watch as _watch  # noqa: E402
 
-for _command in (_watch, _jobs, _train, _evaluate):
+for _command in (_watch, _jobs, _train, _evaluate, _export):
     main.add_command(_command)
 
 

@@ -1,4 +1,4 @@
-"""`vidsr train` and `vidsr eval` on the command line; registered in vidsr/cli.py.
+"""`vidsr train`, `vidsr eval` and `vidsr export` on the command line; registered in vidsr/cli.py.
 
 Imports of torch and the training modules happen inside the commands so `vidsr --help` stays fast.
 """
@@ -136,3 +136,27 @@ def evaluate(model, weights, data, device, precision, shave, as_json):
     table.add_section()
     table.add_row("mean", f"{mean.psnr_y:.2f}", f"{mean.ssim_y:.4f}", style="bold")
     Console().print(table)
+
+
+@click.command(name="export")
+@click.argument("checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--model", required=True, help="Registry name the weights are for: srresnet, srgan or fast."
+)
+@click.option("-o", "--out", type=_file, required=True, help="The fp16 state_dict file to write.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@friendly_errors
+def export(checkpoint, model, out, force):
+    """Write a checkpoint's EMA weights as a small fp16 state_dict (how shipped weights are made)."""
+    from .export import export_weights
+
+    done = export_weights(checkpoint, model, out, force=force)
+    click.echo(
+        f"wrote {done.path} ({done.size / 1e6:.2f} MB, {done.tensors} tensors, "
+        f"worst fp16 rounding {done.max_rel_change:.1e} of a tensor's range)"
+    )
+    click.echo(f"sha256 {done.sha256}")
+    click.echo(
+        f'record for vidsr/weights.py: WeightsRecord("{model}", "{done.path.name}", '
+        f'"{done.sha256}")'
+    )

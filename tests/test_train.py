@@ -160,6 +160,25 @@ def test_cli_train_then_resume(photos, tmp_path):
     assert list((run / "samples").glob("*.png"))
 
 
+def test_cli_vgg_layer_flag(photos, tmp_path):
+    tiny = build_model("srresnet", **TINY)
+    torch.save(tiny.state_dict(), tmp_path / "g.pt")
+    recipe = tmp_path / "gan.toml"
+    recipe.write_text(
+        'model = "srgan"\narch = {blocks = 1, channels = 8}\nworkers = 0\ncontent_weight = 1.0\n'
+        "adversarial_weight = 0.0\n"
+    )
+    args = ["train", "--recipe", str(recipe), "--data", str(photos), "--init",
+            str(tmp_path / "g.pt"), "--batch-size", "2", "--crop", "32", "--steps", "1",
+            "--vgg-weights", "random", "-q"]  # fmt: skip
+    bad = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a"), "--vgg", "vgg11_99"])
+    assert bad.exit_code != 0 and "unknown VGG layer 'vgg11_99'" in bad.output
+    assert "Traceback" not in bad.output
+    ok = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--vgg", "vgg16_53"])
+    assert ok.exit_code == 0, ok.output
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["config"]["vgg"] == "vgg16_53"
+
+
 def test_ddp_gloo_two_processes(photos, tmp_path):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text('model = "srresnet"\narch = {blocks = 1, channels = 8}\nworkers = 0\n')

@@ -60,6 +60,10 @@ _file = click.Path(path_type=Path, dir_okay=False)
     default=None,
     help="Keep the default memory layout (for comparisons).",
 )
+@click.option(
+    "--vgg",
+    help="Content-loss feature layer: vgg19_54 (the paper's), vgg19_22, vgg16_53 ...",
+)
 @click.option("--vgg-weights", help="torchvision VGG19 (or VGG16) ImageNet state_dict file.")
 @click.option("--degrade", type=click.Choice(["none", "video"]), help="LR degradations.")
 @click.option("--hr-downscale", type=int, help="Shrink source images by this factor first.")

@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from vidsr import weights as weights_mod
 from vidsr.cli import main
 from vidsr.errors import VidsrError
 from vidsr.models import build_model
@@ -130,7 +131,7 @@ def test_sigint_writes_a_checkpoint_and_returns(photos, tmp_path):
     assert ckpt["step"] == summary["step"]
 
 
-def test_recipe_errors(tmp_path):
+def test_recipe_errors(tmp_path, monkeypatch):
     bad = tmp_path / "bad.toml"
     bad.write_text('model = "srresnet"\nlearning_rate = 1e-4\n')
     with pytest.raises(VidsrError, match="unknown key 'learning_rate'"):
@@ -140,7 +141,8 @@ def test_recipe_errors(tmp_path):
     cfg = build_config("srgan", steps=10, lr=2e-4)
     assert cfg.steps == 10 and cfg.lr == 2e-4 and cfg.adversarial_weight == 1e-3
     assert replace(cfg, steps=5).steps == 5
-    with pytest.raises(VidsrError, match="--init"):
+    monkeypatch.setattr(weights_mod, "SHIPPED", {})  # as before any weights shipped
+    with pytest.raises(VidsrError, match="trained srresnet weights .* --init"):
         train(replace(cfg, data=(tmp_path,), out=tmp_path / "r", device="cpu"))
 
 

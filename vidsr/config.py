@@ -62,7 +62,8 @@ class TrainConfig:
     vgg_weights: Path | None = None
     discriminator: dict[str, int] = field(default_factory=dict)
     init: Path | None = None  # start from these generator weights (state_dict or checkpoint)
-    needs_init: bool = False  # no --init: start from the shipped weights of `model`, or refuse
+    needs_init: bool = False  # no --init: start from the shipped weights of `init_from`, or refuse
+    init_from: str = ""  # registry name of the shipped weights a needs_init run starts from
     resume: bool = False
     val: Path | None = None  # benchmark-layout folder for PSNR-Y / SSIM-Y
     val_every: int = 1000

@@ -25,11 +25,12 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
+from .. import weights as weights_mod
 from ..config import TrainConfig
 from ..engine import cpu_has_fast_bf16, resolve_device
 from ..errors import InputError, VidsrError
 from ..models import MODELS, build_discriminator, build_model
-from ..weights import SHIPPED, split_checkpoint
+from ..weights import split_checkpoint
 from .benchmark import inference_engine, load_benchmark, mean_score, score_pairs
 from .checkpoint import load_checkpoint, plain, save_checkpoint
 from .data import PairDataset, StepSampler, extract_frames, min_image_size, scan_images
@@ -126,10 +127,11 @@ class StopFlag:
 def _load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     path = cfg.init
     if path is None and cfg.needs_init:
-        record = SHIPPED.get(cfg.model)
+        source = cfg.init_from or cfg.model
+        record = weights_mod.SHIPPED.get(source)
         if record is None or not record.path.is_file():
             raise VidsrError(
-                f"this recipe starts from trained {cfg.model} weights and none ship yet: "
+                f"this recipe starts from trained {source} weights and none ship yet: "
                 "pass --init FILE (e.g. the last.pt of a `vidsr train --recipe srresnet` run)"
             )
         path = record.path

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vidsr import weights as weights_mod
 from vidsr.errors import WeightsError
 from vidsr.models import MODELS, Discriminator, build_model, fold_batchnorm
 from vidsr.weights import load_generator
@@ -48,9 +49,36 @@ def _randomise_batchnorm(model: nn.Module) -> None:
             m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
 
-def test_batchnorm_folding_is_exact():
+def _multiply_adds(model: nn.Module, h: int = 180, w: int = 320) -> int:
+    total = 0
+
+    def count(mod, _inp, out):
+        nonlocal total
+        total += out.numel() * mod.in_channels // mod.groups * mod.weight[0, 0].numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, h, w))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def test_fast_model_is_over_3x_cheaper_than_srresnet():
+    fast, full = build_model("fast").eval(), build_model("srresnet").eval()
+    # 320x180 -> 1280x720: 22.2 vs 127.8 GMAC. No conv runs at the output size in `fast`.
+    assert 3 * _multiply_adds(fast) <= _multiply_adds(full)
+    assert isinstance(fast.tail, nn.Identity) and isinstance(fast.upsample[1], nn.PixelShuffle)
+    with torch.inference_mode():
+        assert fast(torch.rand(1, 3, 5, 7)).shape == (1, 3, 20, 28)
+    with pytest.raises(ValueError, match="upsample"):
+        build_model("fast", upsample="nearest")
+
+
+@pytest.mark.parametrize("upsample", ["progressive", "shuffle"])
+def test_batchnorm_folding_is_exact(upsample):
     torch.manual_seed(0)
-    model = build_model("srresnet", blocks=4, channels=16).eval()
+    model = build_model("srresnet", blocks=4, channels=16, upsample=upsample).eval()
     _randomise_batchnorm(model)
     x = torch.rand(2, 3, 12, 10)
     with torch.inference_mode():
@@ -81,7 +109,8 @@ def test_bicubic_matches_pil():
     assert np.abs(ours - pil)[8:-8, 8:-8].max() <= 1
 
 
-def test_trainable_models_refuse_to_run_without_weights():
+def test_trainable_models_refuse_to_run_without_weights(monkeypatch):
+    monkeypatch.setattr(weights_mod, "SHIPPED", {})  # a build with no weights files
     for name in ("srresnet", "srgan", "fast"):
         with pytest.raises(WeightsError, match="--weights"):
             load_generator(name)

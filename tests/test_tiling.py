@@ -48,10 +48,11 @@ def test_full_srresnet_tiled_equals_untiled_fp32():
     assert (tiled - whole).abs().max().item() < 1 / 255
 
 
+@pytest.mark.parametrize("upsample", ["progressive", "shuffle"])
 @torch.inference_mode()
-def test_small_srresnet_tiled_equals_untiled_and_too_little_context_shows():
+def test_small_srresnet_tiled_equals_untiled_and_too_little_context_shows(upsample):
     torch.manual_seed(1)
-    model = SRResNet(blocks=4, channels=8).eval()
+    model = SRResNet(blocks=4, channels=8, upsample=upsample).eval()
     x = torch.rand(1, 3, 48, 72)
     whole = model(x)
     pad = context_pixels(model)

@@ -44,8 +44,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "fast",
             SRResNet,
-            {"blocks": 8, "channels": 48, "scale": 4},
-            description="8 blocks x 48 channels: about 3x cheaper than SRResNet",
+            {"blocks": 8, "channels": 48, "scale": 4, "upsample": "shuffle"},
+            description="8 blocks x 48 channels, one PixelShuffle(4): about 4x faster than SRResNet",
         ),
         ModelSpec(
             "bicubic",

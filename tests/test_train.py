@@ -162,7 +162,7 @@ def test_cli_train_then_resume(photos, tmp_path):
     assert list((run / "samples").glob("*.png"))
 
 
-def test_cli_vgg_layer_flag(photos, tmp_path):
+def test_cli_vgg_layer_and_loss_weight_flags(photos, tmp_path):
     tiny = build_model("srresnet", **TINY)
     torch.save(tiny.state_dict(), tmp_path / "g.pt")
     recipe = tmp_path / "gan.toml"
@@ -176,9 +176,16 @@ def test_cli_vgg_layer_flag(photos, tmp_path):
     bad = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a"), "--vgg", "vgg11_99"])
     assert bad.exit_code != 0 and "unknown VGG layer 'vgg11_99'" in bad.output
     assert "Traceback" not in bad.output
-    ok = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--vgg", "vgg16_53"])
+    more = ["--vgg", "vgg16_53", "--pixel-weight", "0.5", "--adversarial-weight", "0.01"]
+    ok = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), *more])
     assert ok.exit_code == 0, ok.output
-    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["config"]["vgg"] == "vgg16_53"
+    config = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["config"]
+    assert (config["vgg"], config["pixel_weight"], config["content_weight"]) == (
+        "vgg16_53",
+        0.5,
+        1.0,
+    )
+    assert config["adversarial_weight"] == 0.01
 
 
 def test_ddp_gloo_two_processes(photos, tmp_path):

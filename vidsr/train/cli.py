@@ -60,6 +60,11 @@ _file = click.Path(path_type=Path, dir_okay=False)
     default=None,
     help="Keep the default memory layout (for comparisons).",
 )
+@click.option("--pixel-weight", type=float, help="Weight of the pixel MSE loss.")
+@click.option(
+    "--content-weight", type=float, help="Weight of the VGG content loss (features / 12.75)."
+)
+@click.option("--adversarial-weight", type=float, help="Weight of the adversarial loss.")
 @click.option(
     "--vgg",
     help="Content-loss feature layer: vgg19_54 (the paper's), vgg19_22, vgg16_53 ...",

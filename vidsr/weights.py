@@ -35,8 +35,26 @@ class WeightsRecord:
         return WEIGHTS_DIR / self.file
 
 
-# Filled in as models are trained with the recipes in training/ (see training/RESULTS.md).
-SHIPPED: dict[str, WeightsRecord] = {}
+# Made with the recipes in vidsr/train/recipes/ and `vidsr export`; how, on what data, for how long
+# and what they score: training/RESULTS.md.
+SHIPPED: dict[str, WeightsRecord] = {
+    record.model: record
+    for record in (
+        WeightsRecord(
+            "srresnet",
+            "srresnet.pt",
+            "360b02c8715ed459a9d4fa811d7f197c42f779e14351429ba7060ee3505de47d",
+            description="recipe srresnet, 11.5k steps on the 2-core CPU (MSE)",
+        ),
+        WeightsRecord(
+            "srgan",
+            "srgan.pt",
+            "90555e3af73c3124ba7dfa40168c412e4eb488757dc2ad3ab2b1a9eeda089255",
+            description="recipe srgan from srresnet, VGG16 conv2_2 content + 1e-3 adversarial"
+            " + 5x pixel MSE, 259 steps on the 2-core CPU",
+        ),
+    )
+}
 
 
 def sha256_of(path: Path) -> str:

@@ -35,10 +35,19 @@ def read_log(run: Path) -> list[dict]:
 
 def curves(runs: dict[str, Path], out: Path) -> None:
     logs = {name: read_log(path) for name, path in runs.items()}
-    psnr = {
-        n: [(r["step"], r["val_psnr_y"]) for r in h if "val_psnr_y" in r] for n, h in logs.items()
-    }
-    panels = [curve_image(psnr, title="Set5 PSNR-Y (dB, EMA weights) against step")]
+    gan = {n: h for n, h in logs.items() if any("content" in r or "adv" in r for r in h)}
+    mse = {n: h for n, h in logs.items() if n not in gan}
+    panels = []
+    for group, title in (
+        (mse, "Set5 PSNR-Y (dB, EMA weights) against step: MSE-trained models"),
+        (gan, "Set5 PSNR-Y (dB, EMA weights) against step: GAN training from srresnet"),
+    ):
+        psnr = {
+            n: [(r["step"], r["val_psnr_y"]) for r in h if "val_psnr_y" in r]
+            for n, h in group.items()
+        }
+        if any(psnr.values()):
+            panels.append(curve_image(psnr, title=title))
     for key, title in (
         ("pixel", "pixel MSE (srresnet, fast), mean of 100 steps"),
         ("content", "VGG content loss (srgan), mean of 100 steps"),
@@ -83,14 +92,19 @@ def crops(benches: list[Path], names: list[str], weights: dict[str, Path], out: 
     for name in COLUMNS:
         net, _ = load_generator(name, weights.get(name))
         engines[name] = inference_engine(net, precision="fp32")
-    pairs = [p for b in benches for p in load_benchmark(b) if not names or p.name in names]
+    pairs = [
+        (f"{b.name}/{p.name}", p)
+        for b in benches
+        for p in load_benchmark(b)
+        if not names or p.name in names or f"{b.name}/{p.name}" in names
+    ]
     tile = CROP * ZOOM
     labels = [*COLUMNS, "HR"]
     sheet = Image.new("RGB", (tile * len(labels), 20 + tile * len(pairs)), "white")
     draw = ImageDraw.Draw(sheet)
     for c, label in enumerate(labels):
         draw.text((c * tile + 6, 4), label, fill="black")
-    for r, pair in enumerate(pairs):
+    for r, (label, pair) in enumerate(pairs):
         top, left = detailed_window(pair.hr, CROP)
         # Run each model on an LR window with 8 px of context, then cut the centre.
         pad = 8
@@ -106,7 +120,7 @@ def crops(benches: list[Path], names: list[str], weights: dict[str, Path], out: 
         for c, img in enumerate(row):
             big = Image.fromarray(img).resize((tile, tile), Image.NEAREST)
             sheet.paste(big, (c * tile, 20 + r * tile))
-        draw.text((4, 20 + r * tile + 4), pair.name, fill="yellow")
+        draw.text((4, 20 + r * tile + 4), label, fill="yellow")
     sheet.save(out / "crops.png")
 
 
@@ -114,7 +128,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--run", action="append", default=[], help="NAME=RUN_FOLDER (log.jsonl)")
     ap.add_argument("--bench", action="append", type=Path, default=[], help="benchmark folder")
-    ap.add_argument("--image", action="append", default=[], help="only these benchmark images")
+    ap.add_argument(
+        "--image", action="append", default=[], help="only these images (NAME or SET/NAME)"
+    )
     ap.add_argument("--weights", action="append", default=[], help="NAME=FILE instead of shipped")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = ap.parse_args()

@@ -155,7 +155,8 @@ def test_cli_train_then_resume(photos, tmp_path):
     r1 = CliRunner().invoke(main, [*args, "--steps", "4"])
     assert r1.exit_code == 0, r1.output
     r2 = CliRunner().invoke(main, [*args, "--steps", "4"])
-    assert r2.exit_code != 0 and "--resume" in r2.output and "Traceback" not in r2.output
+    assert r2.exit_code != 0 and "--resume" in r2.output
+    assert isinstance(r2.exception, SystemExit)  # handled: no exception escaped the command
     r3 = CliRunner().invoke(main, [*args, "--steps", "8", "--resume"])
     assert r3.exit_code == 0, r3.output
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 8
@@ -175,15 +176,25 @@ def test_cli_vgg_layer_and_loss_weight_flags(photos, tmp_path):
             "--vgg-weights", "random", "-q"]  # fmt: skip
     bad = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a"), "--vgg", "vgg11_99"])
     assert bad.exit_code != 0 and "unknown VGG layer 'vgg11_99'" in bad.output
-    assert "Traceback" not in bad.output
-    more = ["--vgg", "vgg16_53", "--pixel-weight", "0.5", "--adversarial-weight", "0.01"]
+    assert isinstance(bad.exception, SystemExit)  # handled: no exception escaped the command
+    assert not (tmp_path / "a" / "samples").exists()  # refused before any data work
+    zero = ["--pixel-weight", "0", "--content-weight", "0", "--adversarial-weight", "0"]
+    none = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "z"), *zero])
+    assert none.exit_code != 0 and "at least one > 0" in none.output
+    assert isinstance(none.exception, SystemExit)
+    negative = CliRunner().invoke(
+        main, [*args, "--out", str(tmp_path / "n"), "--pixel-weight", "-1"]
+    )
+    assert negative.exit_code == 2 and "--pixel-weight" in negative.output
+    more = ["--vgg", "vgg16_53", "--pixel-weight", "0.5", "--content-weight", "2"]
+    more += ["--adversarial-weight", "0.01"]
     ok = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), *more])
     assert ok.exit_code == 0, ok.output
     config = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["config"]
     assert (config["vgg"], config["pixel_weight"], config["content_weight"]) == (
         "vgg16_53",
         0.5,
-        1.0,
+        2.0,
     )
     assert config["adversarial_weight"] == 0.01
 

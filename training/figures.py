@@ -49,9 +49,9 @@ def curves(runs: dict[str, Path], out: Path) -> None:
         if any(psnr.values()):
             panels.append(curve_image(psnr, title=title))
     for key, title in (
-        ("pixel", "pixel MSE (srresnet, fast), mean of 100 steps"),
-        ("content", "VGG content loss (srgan), mean of 100 steps"),
-        ("loss_d", "discriminator loss (srgan), mean of 100 steps"),
+        ("pixel", "pixel MSE (srresnet, fast), mean of 10 log rows"),
+        ("content", "VGG content loss (srgan), mean of 10 log rows"),
+        ("loss_d", "discriminator loss (srgan), mean of 10 log rows"),
     ):
         series = {}
         for name, history in logs.items():
@@ -79,8 +79,8 @@ def detailed_window(hr: np.ndarray, size: int) -> tuple[int, int]:
     energy = np.abs(np.diff(y, axis=0))[:, :-1] + np.abs(np.diff(y, axis=1))[:-1, :]
     best, corner = -1.0, (0, 0)
     step = size // 4
-    for top in range(0, energy.shape[0] - size, step):
-        for left in range(0, energy.shape[1] - size, step):
+    for top in range(0, energy.shape[0] - size + 1, step):
+        for left in range(0, energy.shape[1] - size + 1, step):
             e = float(energy[top : top + size, left : left + size].mean())
             if e > best:
                 best, corner = e, (top - top % 4, left - left % 4)
@@ -134,6 +134,8 @@ def main() -> None:
     ap.add_argument("--weights", action="append", default=[], help="NAME=FILE instead of shipped")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = ap.parse_args()
+    if any("=" not in kv for kv in args.run + args.weights):
+        ap.error("--run and --weights take NAME=PATH")
     runs = dict(kv.split("=", 1) for kv in args.run)
     if runs:
         curves({k: Path(v) for k, v in runs.items()}, args.out)

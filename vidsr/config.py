@@ -44,7 +44,7 @@ class TrainConfig:
     """
 
     model: str = "srresnet"  # registry name written into the checkpoint
-    arch: dict[str, int] = field(default_factory=dict)  # overrides of the registry's architecture
+    arch: dict[str, int | str] = field(default_factory=dict)  # overrides of the registry's arch
     data: tuple[Path, ...] = ()  # image folders, read recursively
     video: tuple[Path, ...] = ()  # footage folders: frames are sampled from every video
     out: Path = Path("run")

@@ -110,7 +110,7 @@ def load_generator(
             raise WeightsError(
                 f"no trained weights ship for {name!r} yet: pass --weights FILE "
                 f"(a state_dict or a `vidsr train` checkpoint), or train them with "
-                f"`vidsr train --recipe {name if name != 'fast' else 'srresnet'}`"
+                f"`vidsr train --recipe {name}`"
             )
         path = record.path
         if not path.is_file():

@@ -60,14 +60,18 @@ _file = click.Path(path_type=Path, dir_okay=False)
     default=None,
     help="Keep the default memory layout (for comparisons).",
 )
-@click.option("--pixel-weight", type=float, help="Weight of the pixel MSE loss.")
+@click.option("--pixel-weight", type=click.FloatRange(min=0), help="Weight of the pixel MSE loss.")
 @click.option(
-    "--content-weight", type=float, help="Weight of the VGG content loss (features / 12.75)."
+    "--content-weight",
+    type=click.FloatRange(min=0),
+    help="Weight of the VGG content loss (features / 12.75).",
 )
-@click.option("--adversarial-weight", type=float, help="Weight of the adversarial loss.")
+@click.option(
+    "--adversarial-weight", type=click.FloatRange(min=0), help="Weight of the adversarial loss."
+)
 @click.option(
     "--vgg",
-    help="Content-loss feature layer: vgg19_54 (the paper's), vgg19_22, vgg16_53 ...",
+    help="Content-loss feature layer: vgg19_54 (the paper's), vgg19_22, vgg16_53, vgg16_22.",
 )
 @click.option("--vgg-weights", help="torchvision VGG19 (or VGG16) ImageNet state_dict file.")
 @click.option("--degrade", type=click.Choice(["none", "video"]), help="LR degradations.")

@@ -7,6 +7,8 @@ floating tensor as fp16 and prints the sha256 and the WeightsRecord line for vid
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,14 @@ from pathlib import Path
 import torch
 
 from ..errors import OutputError, WeightsError
-from ..models import MODELS
-from ..weights import _read_state, load_generator, sha256_of, split_checkpoint
+from ..models import MODELS, build_model
+from ..weights import _read_state, sha256_of, split_checkpoint
+
+
+def _default(model: str, key: str):
+    """The builder's own default for an architecture keyword the registry does not list."""
+    param = inspect.signature(MODELS[model].builder).parameters.get(key)
+    return param.default if param is not None else None
 
 
 @dataclass(frozen=True)
@@ -34,20 +42,28 @@ def export_weights(src: Path, model: str, dst: Path, *, force: bool = False) -> 
         trainable = [n for n, s in MODELS.items() if s.trainable]
         raise WeightsError(f"cannot export for {model!r}; choose from {', '.join(trainable)}")
     state, arch = split_checkpoint(_read_state(Path(src)))
-    wanted = MODELS[model].arch
-    differs = {k: v for k, v in arch.items() if k in wanted and wanted[k] != v}
+    # The shipped file carries no architecture: it must load strictly into the registry's model.
+    wanted = build_model(model)
+    ckpt_arch = {**MODELS[model].arch, **arch}
+    differs = {k: v for k, v in arch.items() if MODELS[model].arch.get(k, _default(model, k)) != v}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        wanted.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
+    except RuntimeError:
+        differs = differs or {"state_dict": "keys or shapes"}
     if differs:
         raise WeightsError(
-            f"{src} was trained with {differs}, but model {model!r} is {wanted}: "
-            "shipped weights must fit the registry's architecture"
+            f"{src} was trained with {ckpt_arch}, which differs from the registry's {model!r} "
+            f"in {differs}: shipped weights must fit the registry's architecture"
         )
-    # Load once in fp32 through the same path inference uses: a bad fit fails here, not at ship.
-    load_generator(model, src)
-    state = {k.removeprefix("module."): v for k, v in state.items()}
     half: dict[str, torch.Tensor] = {}
     worst = 0.0
     for key, value in state.items():
         if value.is_floating_point():
+            if not torch.isfinite(value).all():
+                raise WeightsError(f"{src}: {key} holds non-finite values (NaN or inf)")
             h = value.detach().to(torch.float16).contiguous()
             if not torch.isfinite(h).all():
                 raise WeightsError(f"{key} does not fit in fp16 (values up to {value.abs().max()})")
@@ -59,11 +75,14 @@ def export_weights(src: Path, model: str, dst: Path, *, force: bool = False) -> 
     dst = Path(dst)
     if dst.exists() and not force:
         raise OutputError(f"{dst} exists; pass --force to replace it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
     try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
         torch.save(half, tmp)
         os.replace(tmp, dst)
+    except OSError as e:
+        raise OutputError(f"cannot write {dst}: {e.strerror or e}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # NotADirectoryError where the parent is a file
+            tmp.unlink(missing_ok=True)
     return Exported(dst, sha256_of(dst), dst.stat().st_size, len(half), worst)

@@ -126,15 +126,18 @@ class StopFlag:
 
 def _load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     path = cfg.init
+    what = f"--init weights {path}"
     if path is None and cfg.needs_init:
         source = cfg.init_from or cfg.model
         record = weights_mod.SHIPPED.get(source)
         if record is None or not record.path.is_file():
             raise VidsrError(
                 f"this recipe starts from trained {source} weights and none ship yet: "
-                "pass --init FILE (e.g. the last.pt of a `vidsr train --recipe srresnet` run)"
+                f"pass --init FILE (e.g. the last.pt of a `vidsr train --recipe {source}` run)"
             )
-        path = record.path
+        path, what = record.path, f"the shipped {source} weights {record.path}"
+        if weights_mod.sha256_of(path) != record.sha256:
+            raise VidsrError(f"{what} are damaged (sha256 mismatch): reinstall vidsr")
     if path is None:
         return None
     if not Path(path).is_file():
@@ -142,7 +145,7 @@ def _load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise VidsrError(f"cannot read --init weights {path}: {type(e).__name__}") from None
+        raise VidsrError(f"cannot read {what}: {type(e).__name__}") from None
     state, arch = split_checkpoint(obj)
     return {k.removeprefix("module."): v for k, v in state.items()}, arch
 
@@ -243,7 +246,16 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
     )
     torch.manual_seed(cfg.seed)
 
-    init = None if resumed else _load_init(cfg)  # a missing --init fails before any data work
+    # Everything a flag can get wrong fails here, before any data work.
+    init = None if resumed else _load_init(cfg)
+    weights = {"pixel": cfg.pixel_weight, "content": cfg.content_weight}
+    weights["adversarial"] = cfg.adversarial_weight
+    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        raise VidsrError(
+            "loss weights must be >= 0 and at least one > 0 (--pixel-weight, --content-weight, "
+            f"--adversarial-weight); got {', '.join(f'{k} {w:g}' for k, w in weights.items())}"
+        )
+    vgg = load_vgg(cfg.vgg, cfg.vgg_weights) if cfg.content_weight > 0 else None
 
     # -- data
     if not cfg.data and not cfg.video:
@@ -277,15 +289,16 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
         try:
             g.load_state_dict(init[0])
         except RuntimeError as e:
-            raise VidsrError(f"--init does not fit {cfg.model}: {str(e).splitlines()[0]}") from None
+            raise VidsrError(
+                f"the init weights do not fit {cfg.model} {arch}: {str(e).splitlines()[0]}"
+            ) from None
     g = g.to(device, memory_format=fmt).train()
     ema = ModelEma(g, decay=cfg.ema_decay)
     d = None
     if cfg.adversarial_weight > 0:
         d = build_discriminator(**cfg.discriminator).to(device, memory_format=fmt).train()
     content = None
-    if cfg.content_weight > 0:
-        vgg = load_vgg(cfg.vgg, cfg.vgg_weights)
+    if vgg is not None:
         content = ContentLoss(vgg).to(device, memory_format=fmt)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=tuple(cfg.betas)) if d else None

@@ -1,0 +1,112 @@
+"""The weights that ship in vidsr/weights/: intact, small, loadable, better than bicubic, offline."""
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.media import make_clip, read_video
+from vidsr import weights as weights_mod
+from vidsr.cli import main
+from vidsr.errors import WeightsError
+from vidsr.models import MODELS, build_model
+from vidsr.presets import load_preset
+from vidsr.weights import SHIPPED, WEIGHTS_DIR, load_generator, sha256_of
+
+TRAINABLE = [name for name, spec in MODELS.items() if spec.trainable]
+SET5 = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "Set5"
+
+
+def test_every_trainable_model_ships_weights():
+    assert sorted(SHIPPED) == sorted(TRAINABLE)
+    for name, record in SHIPPED.items():
+        assert record.model == name
+        assert record.path.parent == WEIGHTS_DIR
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_shipped_file_is_small_fp16_and_matches_its_record(name):
+    record = SHIPPED[name]
+    assert record.path.stat().st_size <= 4 * 1024 * 1024
+    assert sha256_of(record.path) == record.sha256
+    state = torch.load(record.path, map_location="cpu", weights_only=True)
+    floats = [v for v in state.values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    # The state_dict fits the registry's architecture exactly (strict load, no extra arch kwargs).
+    model, got = load_generator(name)
+    assert got is record
+    assert set(state) == set(build_model(name).state_dict())
+    assert not model.training
+
+
+def test_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
+    record = SHIPPED["srresnet"]
+    data = bytearray(record.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / record.file).write_bytes(bytes(data))
+    monkeypatch.setattr(weights_mod, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(WeightsError, match="damaged"):
+        load_generator("srresnet")
+    (tmp_path / record.file).unlink()
+    with pytest.raises(WeightsError, match="missing"):
+        load_generator("srresnet")
+
+
+def test_model_without_a_record_asks_for_weights(monkeypatch):
+    monkeypatch.setattr(weights_mod, "SHIPPED", {})
+    with pytest.raises(WeightsError, match="--weights"):
+        load_generator("srresnet")
+
+
+def test_fast_preset_uses_the_fast_model():
+    assert load_preset("fast").values["model"] == "fast"
+
+
+def test_default_upscale_runs_offline_with_no_flags(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_clip(src, width=48, height=32, frames=3)
+    result = CliRunner().invoke(main, ["upscale", str(src)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = read_video(tmp_path / "in_x4.mp4")
+    assert (out["frames"], out["width"], out["height"]) == (3, 192, 128)
+
+
+@functools.cache
+def _set5_psnr(model: str) -> float:
+    result = CliRunner().invoke(main, ["eval", "--model", model, "--data", str(SET5), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["psnr_y"]
+
+
+@pytest.mark.skipif(not SET5.is_dir(), reason=f"benchmark data not found at {SET5}")
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_shipped_model_beats_bicubic_on_set5(name):
+    # MSE-trained models must clearly beat bicubic (28.43 dB); SRGAN trades PSNR for texture but
+    # must not fall below it.
+    margin = 0.0 if name == "srgan" else 1.0
+    assert _set5_psnr(name) >= _set5_psnr("bicubic") + margin
+
+
+def test_package_data_carries_the_shipped_files():
+    import fnmatch
+
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["vidsr"]
+    for record in SHIPPED.values():
+        assert any(fnmatch.fnmatch(f"weights/{record.file}", p) for p in patterns), record.file
+
+
+def test_srgan_and_finetune_recipes_start_from_shipped_weights():
+    from vidsr.train.loop import _load_init
+    from vidsr.train.recipe import build_config
+
+    for recipe, source in (("srgan", "srresnet"), ("finetune", "srgan")):
+        state, _ = _load_init(build_config(recipe))
+        shipped = torch.load(SHIPPED[source].path, map_location="cpu", weights_only=True)
+        assert state.keys() == shipped.keys()
+        assert all(torch.equal(state[k], shipped[k]) for k in state)

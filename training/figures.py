@@ -49,18 +49,19 @@ def curves(runs: dict[str, Path], out: Path) -> None:
         if any(psnr.values()):
             panels.append(curve_image(psnr, title=title))
     for key, title in (
-        ("pixel", "pixel MSE (srresnet, fast), mean of 10 log rows"),
-        ("content", "VGG content loss (srgan), mean of 10 log rows"),
-        ("loss_d", "discriminator loss (srgan), mean of 10 log rows"),
+        ("pixel", "pixel MSE (srresnet, fast), running mean"),
+        ("content", "VGG content loss (srgan), running mean"),
+        ("loss_d", "discriminator loss (srgan), running mean"),
     ):
         series = {}
         for name, history in logs.items():
             pts = [(r["step"], r[key]) for r in history if key in r]
-            if len(pts) < 10 or (key == "pixel" and name == "srgan"):
+            if len(pts) < 2 or (key == "pixel" and name == "srgan"):
                 continue
+            n = max(1, len(pts) // 60)  # about 60 points a line, each the mean of n log rows
             means = [
-                (pts[i + 9][0], float(np.mean([v for _, v in pts[i : i + 10]])))
-                for i in range(0, len(pts) - 9, 10)
+                (pts[i + n - 1][0], float(np.mean([v for _, v in pts[i : i + n]])))
+                for i in range(0, len(pts) - n + 1, n)
             ]
             series[name] = means
         if series:

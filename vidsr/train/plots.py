@@ -22,7 +22,7 @@ def sample_grid(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, *, rows: i
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.2e}"
+    return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.2e}"
 
 
 def curve_image(

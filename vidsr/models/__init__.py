@@ -33,7 +33,7 @@ MODELS: dict[str, ModelSpec] = {
             "srresnet",
             SRResNet,
             {"blocks": 16, "channels": 64, "scale": 4},
-            description="SRResNet trained with MSE: the most faithful (highest PSNR)",
+            description="SRResNet trained with MSE: faithful, no invented texture",
         ),
         ModelSpec(
             "srgan",

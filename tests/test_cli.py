@@ -5,6 +5,7 @@ import pytest
 from click.testing import CliRunner
 from media import make_clip, make_subtitled_mkv, read_video
 
+from vidsr import weights as weights_mod
 from vidsr.cli import main
 
 
@@ -48,7 +49,8 @@ def test_quiet_prints_nothing(clip, tmp_path):
     assert r.exit_code == 0 and r.output == ""
 
 
-def test_missing_weights_message_says_what_to_do(clip, tmp_path):
+def test_missing_weights_message_says_what_to_do(clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(weights_mod, "SHIPPED", {})  # a build without the weights files
     r = run("upscale", clip, "-o", tmp_path / "o.mp4", "--model", "srresnet")
     assert r.exit_code != 0
     assert "--weights" in r.output and "vidsr train" in r.output

@@ -32,9 +32,8 @@ class Exported:
     sha256: str
     size: int
     tensors: int
-    max_rel_change: (
-        float  # worst tensor's max|fp16 - fp32| / max|fp32|: the cost of halving the file
-    )
+    # The worst tensor's max|fp16 - fp32| / max|fp32|: what halving the file costs.
+    max_rel_change: float
 
 
 def export_weights(src: Path, model: str, dst: Path, *, force: bool = False) -> Exported:

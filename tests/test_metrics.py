@@ -33,3 +33,56 @@ def test_score_shaves_the_border():
     assert shave(np.zeros((10, 10)), 2).shape == (6, 6)
     with pytest.raises(ValueError):
         score_y(sr[:8], hr)
+
+
+def _texture(seed=0, size=96):
+    rng = np.random.default_rng(seed)
+    from PIL import Image
+
+    small = rng.integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8)
+    return np.array(Image.fromarray(small).resize((size, size), Image.BICUBIC))
+
+
+def test_grid_index_sees_a_phase_locked_pattern_only():
+    from vidsr.metrics import grid_index
+
+    img = _texture()
+    clean = grid_index(img)
+    dots = img.astype(np.int16)
+    dots[0::4, 0::4] += 12  # one sub-pixel phase brighter: the SRGAN dot grid
+    dotted = grid_index(np.clip(dots, 0, 255).astype(np.uint8))
+    assert clean < 0.06
+    assert dotted > 0.3
+    # a shift by one pixel moves the pattern to another phase; its strength stays
+    shifted = np.clip(np.roll(dots, 1, axis=1), 0, 255).astype(np.uint8)
+    assert abs(grid_index(shifted) - dotted) < 0.05
+
+
+def test_detail_and_colour_shift():
+    from vidsr.metrics import colour_shift, detail
+
+    hr = _texture(1)
+    from PIL import Image
+
+    blurred = np.array(Image.fromarray(hr).resize((24, 24)).resize((96, 96), Image.BILINEAR))
+    assert detail(hr, hr) == pytest.approx(1.0)
+    assert detail(blurred, hr) < 0.8
+    lifted = np.clip(hr.astype(np.int16) + [3, 0, 0], 0, 255).astype(np.uint8)
+    r, g, b = colour_shift(lifted, hr)
+    assert 2.5 < r <= 3.0 and g == 0 and b == 0
+
+
+def test_grid_loss_matches_the_index():
+    import torch
+
+    from vidsr.metrics import grid_index
+    from vidsr.train.losses import grid_loss
+
+    hr = _texture(2)
+    dots = hr.astype(np.int16)
+    dots[1::4, 2::4] -= 15
+    dots = np.clip(dots, 0, 255).astype(np.uint8)
+    t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    assert grid_loss(t(hr), t(hr)).item() == pytest.approx(0.0, abs=1e-9)
+    # the loss is the squared index (minus the HR's own, tiny one): same quantity, same crop
+    assert grid_loss(t(dots), t(hr)).item() == pytest.approx(grid_index(dots) ** 2, rel=0.2)

@@ -54,14 +54,21 @@ class TrainConfig:
     lr: float = 1e-4
     lr_milestones: tuple[float, ...] = ()  # fractions of `steps` where lr is multiplied by lr_gamma
     lr_gamma: float = 0.1
+    lr_schedule: str = "step"  # step (lr_milestones) or cosine (to lr_final over `steps`)
+    warmup_steps: int = 0  # linear warm-up from ~0 to lr over these steps
+    lr_final: float = 0.0  # cosine: the fraction of lr reached at `steps`
     betas: tuple[float, float] = (0.9, 0.999)
-    pixel_weight: float = 1.0  # MSE on pixels
+    pixel_loss: str = "mse"  # mse, l1 or charbonnier
+    pixel_weight: float = 1.0  # the pixel loss on SR against HR
     content_weight: float = 0.0  # MSE on VGG features (scaled by 1/12.75)
     adversarial_weight: float = 0.0  # > 0 trains the discriminator too
     vgg: str = "vgg19_54"  # feature layer: vgg19_54, vgg19_22, vgg16_53 ...
     vgg_weights: Path | None = None
+    vgg_before_relu: bool = False  # ESRGAN: features taken before the activation
+    gan_loss: str = "bce"  # bce (the paper's -log D) or ragan (relativistic average, ESRGAN)
+    grid_weight: float = 0.0  # penalises a pattern locked to the sub-pixel phase (grid index)
     discriminator: dict[str, int] = field(default_factory=dict)
-    init: Path | None = None  # start from these generator weights (state_dict or checkpoint)
+    init: Path | None = None  # start from these weights (state_dict, checkpoint, or "shipped")
     needs_init: bool = False  # no --init: start from the shipped weights of `init_from`, or refuse
     init_from: str = ""  # registry name of the shipped weights a needs_init run starts from
     resume: bool = False
@@ -79,6 +86,10 @@ class TrainConfig:
     seed: int = 0
     degrade: str = "none"  # none, video
     hr_downscale: int = 1  # shrink source images by this factor before cropping (noisy photos)
+    extra_downscales: tuple[int, ...] = ()  # also use every image shrunk by these factors
+    crop_tries: int = 1  # draw this many crops and keep the most detailed (flat sky teaches little)
+    min_video_lines: int = 0  # skip footage below this height (its blocking would be learnt)
+    keep_snapshots: bool = False  # keep the EMA weights of every validation in OUT/snapshots/
     frames_per_video: int = 64
     frame_cache: Path | None = None  # where sampled video frames are kept; None: OUT/frames
     tensorboard: bool = False

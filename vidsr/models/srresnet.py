@@ -28,6 +28,20 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)  # (N, C, H, W)
 
 
+@torch.no_grad()
+def icnr_(conv: nn.Conv2d, scale: int) -> None:
+    """ICNR (Aitken et al. 2017): every group of scale^2 output channels that PixelShuffle
+    interleaves starts identical, so a fresh sub-pixel conv upsamples like nearest neighbour
+    instead of drawing a checkerboard that training must then unlearn."""
+    out_c = conv.out_channels // (scale * scale)
+    base = torch.empty(out_c, *conv.weight.shape[1:])
+    nn.init.kaiming_normal_(base)
+    conv.weight.copy_(base.repeat_interleave(scale * scale, dim=0))
+    if conv.bias is not None:
+        conv.bias.copy_(conv.bias.view(out_c, scale * scale)[:, :1].expand(-1, scale * scale)
+                        .reshape(-1))  # fmt: skip
+
+
 class SubPixelUpsample(nn.Module):
     """conv3x3 C -> 4C, PixelShuffle(2), PReLU: doubles height and width."""
 
@@ -38,6 +52,7 @@ class SubPixelUpsample(nn.Module):
             nn.PixelShuffle(2),
             nn.PReLU(),
         )
+        icnr_(self.body[0], 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)  # (N, C, H, W) -> (N, C, 2H, 2W)
@@ -80,6 +95,7 @@ class SRResNet(nn.Module):
             self.upsample = nn.Sequential(
                 nn.Conv2d(channels, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale)
             )
+            icnr_(self.upsample[0], scale)
             self.tail = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

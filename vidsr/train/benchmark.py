@@ -20,7 +20,7 @@ from torch import nn
 from ..engine import Engine
 from ..errors import InputError
 from ..imresize import imresize, mod_crop
-from ..metrics import Score, score_y
+from ..metrics import Score, mean_score, score_y
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -81,7 +81,4 @@ def score_pairs(
         yield pair, sr, score_y(sr, pair.hr, border=border)
 
 
-def mean_score(scores: list[Score]) -> Score:
-    return Score(
-        float(np.mean([s.psnr_y for s in scores])), float(np.mean([s.ssim_y for s in scores]))
-    )
+__all__ = ["BenchmarkPair", "inference_engine", "load_benchmark", "mean_score", "score_pairs"]

@@ -44,7 +44,9 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.option("--crop", type=int, help="HR crop size in pixels (a multiple of the scale).")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option(
-    "--init", type=_file, help="Start from these generator weights (state_dict or checkpoint)."
+    "--init",
+    type=_file,
+    help="Start from these generator weights (state_dict, checkpoint, or 'shipped').",
 )
 @click.option("--resume", is_flag=True, default=None, help="Continue OUT/last.pt from its step.")
 @click.option("--val", type=_dir, help="Benchmark folder (Set5 layout) for PSNR-Y/SSIM-Y.")
@@ -60,7 +62,8 @@ _file = click.Path(path_type=Path, dir_okay=False)
     default=None,
     help="Keep the default memory layout (for comparisons).",
 )
-@click.option("--pixel-weight", type=click.FloatRange(min=0), help="Weight of the pixel MSE loss.")
+@click.option("--pixel-loss", type=click.Choice(["mse", "l1", "charbonnier"]), help="Pixel loss.")
+@click.option("--pixel-weight", type=click.FloatRange(min=0), help="Weight of the pixel loss.")
 @click.option(
     "--content-weight",
     type=click.FloatRange(min=0),
@@ -74,6 +77,10 @@ _file = click.Path(path_type=Path, dir_okay=False)
     help="Content-loss feature layer: vgg19_54 (the paper's), vgg19_22, vgg16_53, vgg16_22.",
 )
 @click.option("--vgg-weights", help="torchvision VGG19 (or VGG16) ImageNet state_dict file.")
+@click.option("--gan-loss", type=click.Choice(["bce", "ragan"]), help="Adversarial loss form.")
+@click.option(
+    "--grid-weight", type=click.FloatRange(min=0), help="Weight of the sub-pixel grid penalty."
+)
 @click.option("--degrade", type=click.Choice(["none", "video"]), help="LR degradations.")
 @click.option("--hr-downscale", type=int, help="Shrink source images by this factor first.")
 @click.option("--frames-per-video", type=int, help="Frames sampled from each video at most.")
@@ -136,18 +143,31 @@ def evaluate(model, weights, data, device, precision, shave, as_json):
     rows = [(pair.name, score) for pair, _, score in score_pairs(engine, pairs, border=shave)]
     mean = mean_score([s for _, s in rows])
     if as_json:
-        click.echo(json.dumps(
-            {"psnr_y": round(mean.psnr_y, 4), "ssim_y": round(mean.ssim_y, 4), "images": len(rows)}
-        ))  # fmt: skip
+        click.echo(json.dumps({
+            "psnr_y": round(mean.psnr_y, 4),
+            "ssim_y": round(mean.ssim_y, 4),
+            "grid_index": round(mean.grid_index, 4),
+            "detail": round(mean.detail, 4),
+            "colour_shift_rgb": [round(c, 3) for c in mean.colour],
+            "images": len(rows),
+        }))  # fmt: skip
         return
     table = Table(title=f"{model} x{scale} on {data.name} (Y channel, {shave} px shaved)")
     table.add_column("image")
     table.add_column("PSNR-Y (dB)", justify="right")
     table.add_column("SSIM-Y", justify="right")
+    table.add_column("grid index", justify="right")
+    table.add_column("detail", justify="right")
     for name, score in rows:
-        table.add_row(name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}")
+        table.add_row(
+            name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}",
+            f"{score.grid_index:.3f}", f"{score.detail:.2f}",
+        )  # fmt: skip
     table.add_section()
-    table.add_row("mean", f"{mean.psnr_y:.2f}", f"{mean.ssim_y:.4f}", style="bold")
+    table.add_row(
+        "mean", f"{mean.psnr_y:.2f}", f"{mean.ssim_y:.4f}",
+        f"{mean.grid_index:.3f}", f"{mean.detail:.2f}", style="bold",
+    )  # fmt: skip
     Console().print(table)
 
 

@@ -156,18 +156,33 @@ def sample_video(
     return kept
 
 
+def video_height(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return int(container.streams.video[0].codec_context.height)
+
+
 def extract_frames(
-    folders: list[Path], cache: Path, *, cap: int, reader: str = "auto"
+    folders: list[Path], cache: Path, *, cap: int, reader: str = "auto", min_lines: int = 0
 ) -> tuple[list[Path], list[Path]]:
     """Sampled frames of every video under `folders` as PNGs in `cache`: (frame files, failed videos).
 
     A video's folder is named after its path, size and mtime, so an edited file is sampled again
-    and another run pointed at the same cache reuses the frames.
+    and another run pointed at the same cache reuses the frames. Videos under `min_lines` high
+    are left out: at SD and below, the source's own blocking and ringing would be learnt as detail.
     """
     files: list[Path] = []
     failed: list[Path] = []
     for folder in folders:
         for video in _files(folder, VIDEO_SUFFIXES):
+            if min_lines:
+                try:
+                    if video_height(video) < min_lines:
+                        continue
+                except Exception:  # noqa: BLE001 - a broken video is skipped and reported
+                    failed.append(video)
+                    continue
             st = video.stat()
             key = f"{video.resolve()}:{st.st_size}:{st.st_mtime_ns}:{cap}"
             out = cache / f"{video.stem[:40]}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
@@ -226,6 +241,8 @@ class PairDataset(Dataset):
         crop: int = 96,
         scale: int = 4,
         hr_downscale: int = 1,
+        extra_downscales: tuple[int, ...] = (),
+        crop_tries: int = 1,
         augment: bool = True,
         degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         seed: int = 0,
@@ -234,7 +251,12 @@ class PairDataset(Dataset):
         if crop % scale:
             raise InputError(f"--crop {crop} is not a multiple of the scale {scale}")
         self.files = list(files)
-        self.crop, self.scale, self.hr_downscale = crop, scale, hr_downscale
+        # One entry per (file, shrink factor): a photo shrunk by 3 as well as by 2 is a second,
+        # denser-detailed HR picture of the same scene.
+        factors = tuple(dict.fromkeys((hr_downscale, *extra_downscales)))
+        self.entries = [(i, f) for i in range(len(self.files)) for f in factors]
+        self.crop, self.scale = crop, scale
+        self.crop_tries = max(1, crop_tries)
         self.augment, self.degrade, self.seed = augment, degrade, seed
         # Decoding a multi-megapixel JPEG costs ~0.2 s, more than a bf16 training step on two
         # cores: keep decoded (and already downscaled) images, per loader process, up to a budget.
@@ -243,36 +265,49 @@ class PairDataset(Dataset):
         self._cached = 0
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.entries)
 
-    def _image(self, index: int) -> np.ndarray:
-        """File `index` decoded, shrunk by hr_downscale, from the cache when it fits there."""
-        img = self._cache.get(index)
+    def _image(self, entry: int) -> np.ndarray:
+        """Entry `entry` decoded, shrunk by its factor, from the cache when it fits there."""
+        img = self._cache.get(entry)
         if img is None:
+            index, factor = self.entries[entry]
             img = read_image(self.files[index])
-            if self.hr_downscale > 1 and min(img.shape[:2]) >= self.crop * self.hr_downscale:
-                img = imresize(img, 1 / self.hr_downscale)
+            if factor > 1 and min(img.shape[:2]) >= self.crop * factor:
+                img = imresize(img, 1 / factor)
             if self._cached + img.nbytes <= self.cache_bytes:
-                self._cache[index] = img
+                self._cache[entry] = img
                 self._cached += img.nbytes
         return img
 
+    def _crop(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A random crop; with crop_tries > 1 the most detailed of that many random crops."""
+        h, w = img.shape[:2]
+        best, best_detail = None, -1.0
+        for _ in range(self.crop_tries):
+            y, x = int(rng.integers(h - self.crop + 1)), int(rng.integers(w - self.crop + 1))
+            c = img[y : y + self.crop, x : x + self.crop]
+            if self.crop_tries == 1:
+                return c
+            g = c.astype(np.float32).mean(axis=2)
+            d = float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
+            if d > best_detail:
+                best, best_detail = c, d
+        return best
+
     def _load(self, index: int, rng: np.random.Generator) -> np.ndarray:
-        """An HR crop of file `index`; a file that fails to decode now yields its neighbour's."""
-        for attempt in range(len(self.files)):
-            position = (index + attempt) % len(self.files)
+        """An HR crop of entry `index`; a file that fails to decode now yields its neighbour's."""
+        for attempt in range(len(self.entries)):
+            position = (index + attempt) % len(self.entries)
             try:
                 img = self._image(position)
             except Exception as e:  # noqa: BLE001 - header fine but data broken (truncated JPEG)
-                warnings.warn(
-                    f"skipping unreadable image {self.files[position]}: {e}", stacklevel=2
-                )
+                path = self.files[self.entries[position][0]]
+                warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
                 continue
-            h, w = img.shape[:2]
-            if min(h, w) < self.crop:
+            if min(img.shape[:2]) < self.crop:
                 continue
-            y, x = int(rng.integers(h - self.crop + 1)), int(rng.integers(w - self.crop + 1))
-            return img[y : y + self.crop, x : x + self.crop]
+            return self._crop(img, rng)
         raise InputError("no training image could be read")
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

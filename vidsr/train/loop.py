@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
@@ -36,7 +35,15 @@ from .checkpoint import load_checkpoint, plain, save_checkpoint
 from .data import PairDataset, StepSampler, extract_frames, min_image_size, scan_images
 from .degrade import build_degradation
 from .ema import ModelEma
-from .losses import ContentLoss, discriminator_loss, generator_adversarial
+from .losses import (
+    GAN_LOSSES,
+    PIXEL_LOSSES,
+    ContentLoss,
+    discriminator_loss,
+    generator_adversarial,
+    grid_loss,
+    pixel_loss,
+)
 from .plots import sample_grid, stack_panels, to_uint8, write_curves
 from .vgg import load_vgg
 
@@ -86,7 +93,17 @@ def resolve_train_precision(precision: str, device: torch.device) -> str:
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Step decay: lr times lr_gamma for every milestone (a fraction of steps) already passed."""
+    """The learning rate of `step`: a linear warm-up, then step decay or a cosine to lr_final.
+
+    step: lr times lr_gamma for every milestone (a fraction of steps) already passed.
+    cosine: from lr at the end of the warm-up to lr * lr_final at `steps`.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cosine":
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        t = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
     passed = sum(step >= int(m * cfg.steps) for m in cfg.lr_milestones)
     return cfg.lr * cfg.lr_gamma**passed
 
@@ -127,10 +144,13 @@ class StopFlag:
 def _load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     path = cfg.init
     what = f"--init weights {path}"
-    if path is None and cfg.needs_init:
+    shipped = path is not None and str(path) == "shipped"
+    if shipped or (path is None and cfg.needs_init):
         source = cfg.init_from or cfg.model
         record = weights_mod.SHIPPED.get(source)
         if record is None or not record.path.is_file():
+            if shipped:
+                raise VidsrError(f"--init shipped: no {source} weights ship with vidsr")
             raise VidsrError(
                 f"this recipe starts from trained {source} weights and none ship yet: "
                 f"pass --init FILE (e.g. the last.pt of a `vidsr train --recipe {source}` run)"
@@ -189,7 +209,7 @@ class Run:
             return
         loss_keys = tuple(
             k
-            for k in ("loss_g", "loss_d", "pixel", "content", "adv")
+            for k in ("loss_g", "loss_d", "pixel", "content", "adv", "grid")
             if any(k in r for r in self.history)
         )
         a, b = self.out / ".loss.png", self.out / ".psnr.png"
@@ -198,6 +218,11 @@ class Run:
         if any("val_psnr_y" in r for r in self.history):
             write_curves(b, self.history, keys=("val_psnr_y",), title="validation PSNR-Y (dB)")
             panels.append(b)
+        if "adv" in loss_keys and any("val_grid" in r for r in self.history):
+            c = self.out / ".grid.png"
+            write_curves(c, self.history, keys=("val_grid", "val_detail"),
+                         title="validation grid index and detail")  # fmt: skip
+            panels.append(c)
         stack_panels(panels, self.out / "curves.png")
         for p in panels:
             p.unlink()
@@ -255,7 +280,14 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
             "loss weights must be >= 0 and at least one > 0 (--pixel-weight, --content-weight, "
             f"--adversarial-weight); got {', '.join(f'{k} {w:g}' for k, w in weights.items())}"
         )
-    vgg = load_vgg(cfg.vgg, cfg.vgg_weights) if cfg.content_weight > 0 else None
+    for key, allowed in (
+        ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES), ("lr_schedule", ("step", "cosine"))
+    ):  # fmt: skip
+        if getattr(cfg, key) not in allowed:
+            raise VidsrError(f"{key} {getattr(cfg, key)!r}: choose from {', '.join(allowed)}")
+    vgg = None
+    if cfg.content_weight > 0:
+        vgg = load_vgg(cfg.vgg, cfg.vgg_weights, before_relu=cfg.vgg_before_relu)
 
     # -- data
     if not cfg.data and not cfg.video:
@@ -265,11 +297,15 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
     if cfg.video:
         cache = cfg.frame_cache or out / "frames"
         if dd.main:  # rank 0 decodes; the others find the cache complete after the barrier
-            frames, failed = extract_frames(list(cfg.video), cache, cap=cfg.frames_per_video)
+            frames, failed = extract_frames(
+                list(cfg.video), cache, cap=cfg.frames_per_video, min_lines=cfg.min_video_lines
+            )
         dd.barrier()
         if not dd.main:
-            frames, failed = extract_frames(list(cfg.video), cache, cap=cfg.frames_per_video)
-        frame_report = scan_images([cache], min_size=min_image_size(cfg.crop, cfg.hr_downscale))
+            frames, failed = extract_frames(
+                list(cfg.video), cache, cap=cfg.frames_per_video, min_lines=cfg.min_video_lines
+            )
+        frame_report = scan_images(frames, min_size=min_image_size(cfg.crop, cfg.hr_downscale))
         files += frame_report.images
         _say(dd, console, f"video: {len(frames)} frames sampled, {len(failed)} videos unreadable")
     _say(dd, console, f"data: {report.summary()}")
@@ -326,11 +362,13 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
         crop=cfg.crop,
         scale=scale,
         hr_downscale=cfg.hr_downscale,
+        extra_downscales=tuple(cfg.extra_downscales),
+        crop_tries=cfg.crop_tries,
         degrade=build_degradation(cfg.degrade),
         seed=cfg.seed,
     )
     sampler = StepSampler(
-        len(files), seed=cfg.seed, rank=dd.rank, world=dd.world,
+        len(dataset), seed=cfg.seed, rank=dd.rank, world=dd.world,
         start=start * cfg.batch_size * dd.world,
     )  # fmt: skip
     loader = DataLoader(
@@ -373,7 +411,18 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
             return {}
         engine = inference_engine(ema.module, device=str(device), precision="fp32")
         score = mean_score([s for _, _, s in score_pairs(engine, val_pairs)])
-        return {"val_psnr_y": score.psnr_y, "val_ssim_y": score.ssim_y}
+        if cfg.keep_snapshots and dd.main:
+            snap = out / "snapshots" / f"ema_{step:07d}.pt"
+            snap.parent.mkdir(exist_ok=True)
+            save_checkpoint(snap, {"model": cfg.model, "arch": arch, "ema": ema.state_dict(),
+                                   "step": step})  # fmt: skip
+        drift = max(abs(c) for c in score.colour)
+        _say(dd, console, f"step {step}: val PSNR-Y {score.psnr_y:.3f} dB, SSIM-Y "
+             f"{score.ssim_y:.4f}, grid index {score.grid_index:.3f}, detail {score.detail:.3f}, "
+             f"colour shift {drift:.2f}")  # fmt: skip
+        return {"val_psnr_y": score.psnr_y, "val_ssim_y": score.ssim_y,
+                "val_grid": score.grid_index, "val_detail": score.detail,
+                "val_colour": drift}  # fmt: skip
 
     def samples(step: int, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> None:
         if not dd.main:
@@ -407,7 +456,7 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
                 # Real and fake in one forward: DDP allows one forward per backward.
                 with autocast:
                     logits = d_train(torch.cat([y, sr.detach()])).float()
-                loss_d = discriminator_loss(*logits.chunk(2))
+                loss_d = discriminator_loss(*logits.chunk(2), kind=cfg.gan_loss)
                 opt_d.zero_grad(set_to_none=True)
                 scaler.scale(loss_d).backward()
                 if cfg.grad_clip > 0:
@@ -418,9 +467,13 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
             with autocast:
                 loss_g = torch.zeros((), device=device)
                 if cfg.pixel_weight > 0:
-                    pixel = F.mse_loss(sr.float(), y)
+                    pixel = pixel_loss(cfg.pixel_loss, sr, y)
                     loss_g = loss_g + cfg.pixel_weight * pixel
                     losses["pixel"] = pixel.item()
+                if cfg.grid_weight > 0:
+                    grid = grid_loss(sr, y)
+                    loss_g = loss_g + cfg.grid_weight * grid
+                    losses["grid"] = grid.item()
                 if content is not None:
                     c = content(sr, y).float()
                     loss_g = loss_g + cfg.content_weight * c
@@ -428,7 +481,11 @@ def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
                 if d is not None:
                     # The bare D, frozen: G's step must neither train D nor wake D's DDP hooks.
                     d.requires_grad_(False)
-                    adv = generator_adversarial(d(sr).float())
+                    real_logits = None
+                    if cfg.gan_loss == "ragan":
+                        with torch.no_grad():
+                            real_logits = d(y).float()
+                    adv = generator_adversarial(d(sr).float(), real_logits, kind=cfg.gan_loss)
                     loss_g = loss_g + cfg.adversarial_weight * adv
                     losses["adv"] = adv.item()
             opt_g.zero_grad(set_to_none=True)

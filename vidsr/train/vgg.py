@@ -59,12 +59,14 @@ def make_features(layout: tuple[int | str, ...], until: int) -> nn.Sequential:
 class VGGFeatures(nn.Module):
     """phi(x) for RGB x in [0, 1]: a frozen, eval-mode VGG trunk cut after `layer`."""
 
-    def __init__(self, *, layer: str = "vgg19_54"):
+    def __init__(self, *, layer: str = "vgg19_54", before_relu: bool = False):
         super().__init__()
         if layer not in LAYERS:
             raise VidsrError(f"unknown VGG layer {layer!r}; choose from {', '.join(LAYERS)}")
         self.arch, until = LAYERS[layer]
-        self.features = make_features(LAYOUTS[self.arch], until)
+        # ESRGAN takes the conv's output before its ReLU: denser features, and brightness that
+        # the activation would clip is still seen.
+        self.features = make_features(LAYOUTS[self.arch], until - 1 if before_relu else until)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -100,12 +102,14 @@ def hub_weight_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHT_FILES[arch]
 
 
-def load_vgg(layer: str = "vgg19_54", weights: str | Path | None = None) -> VGGFeatures:
+def load_vgg(
+    layer: str = "vgg19_54", weights: str | Path | None = None, *, before_relu: bool = False
+) -> VGGFeatures:
     """VGGFeatures with ImageNet weights: `weights` FILE, the torch hub cache, or a download.
 
     weights="random" keeps the random initialisation: for tests only, never for a real run.
     """
-    vgg = VGGFeatures(layer=layer)
+    vgg = VGGFeatures(layer=layer, before_relu=before_relu)
     if weights is not None and str(weights) == "random":
         return vgg
     if weights is not None:

@@ -246,7 +246,8 @@ def main() -> None:
             f"| {size} | {fmt(v.get('model_fps'))} ({v.get('precision', '?')}) "
             f"| {fmt(v.get('pipeline_fps'))} | {fmt(ratio)} "
             f"| {fmt(got['naive'].get('pipeline_fps'))} (fp32) "
-            f"| {fmt(got['onnxruntime'].get('model_fps'))} ({got['onnxruntime'].get('precision', '?')}) "
+            f"| {fmt(got['onnxruntime'].get('model_fps'))} "
+            f"({got['onnxruntime'].get('precision', '?')}) "
             f"| {fmt(got['openvino'].get('model_fps'))} ({got['openvino'].get('precision', '?')}) |"
         )
         for kind, r in got.items():

@@ -1,4 +1,6 @@
-"""Presets: shipped in checkout and wheel, precedence of explicit values, clear errors; encoder flags."""
+"""Presets: shipped in checkout and wheel, precedence of explicit values, clear errors; encoder
+flags.
+"""
 
 import os
 import subprocess

@@ -240,7 +240,9 @@ def test_ragan_losses_pull_the_right_way():
 
     real, fake = torch.tensor([3.0, 2.0]), torch.tensor([-2.0, -3.0])
     # a discriminator that separates well has a low loss; the generator then has a high one
-    assert discriminator_loss(real, fake, kind="ragan") < discriminator_loss(fake, real, kind="ragan")
+    assert discriminator_loss(real, fake, kind="ragan") < discriminator_loss(
+        fake, real, kind="ragan"
+    )
     assert generator_adversarial(fake, real, kind="ragan") > generator_adversarial(
         real, fake, kind="ragan"
     )

@@ -48,5 +48,6 @@ for i in range(n):
     step(i)
 dt = time.perf_counter() - t
 print(
-    f"{mode} {dev}: {n / dt:.3f} it/s ({dt / n:.3f} s/it) torch {torch.__version__} threads {torch.get_num_threads()}"
+    f"{mode} {dev}: {n / dt:.3f} it/s ({dt / n:.3f} s/it) torch {torch.__version__} "
+    f"threads {torch.get_num_threads()}"
 )

@@ -45,7 +45,8 @@ def main() -> None:
     "--output",
     type=click.Path(path_type=Path),
     default=None,
-    help="Output file (or folder, when INPUT is a folder). Default: beside the input, with an _x4 suffix.",
+    help="Output file (or folder, when INPUT is a folder). "
+    "Default: beside the input, with an _x4 suffix.",
 )
 @click.option(
     "--preset",

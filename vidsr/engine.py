@@ -1,4 +1,5 @@
-"""Where a network meets pixels: device, precision, memory layout, and the uint <-> float conversion.
+"""Where a network meets pixels: device, precision, memory layout, and the uint <-> float
+conversion.
 
 Frames travel as integer NHWC tensors (uint8 for 8-bit video, uint16 holding 16-bit-scaled samples
 for deeper video). `Engine.to_input` and `Engine.to_output` are the only places in vidsr that change
@@ -51,7 +52,9 @@ def tune_malloc() -> bool:
 
 
 def is_oom(e: BaseException) -> bool:
-    """An out-of-memory error from any device (CUDA raises OutOfMemoryError, the CPU a RuntimeError)."""
+    """An out-of-memory error from any device (CUDA raises OutOfMemoryError, the CPU a
+    RuntimeError).
+    """
     if isinstance(e, torch.OutOfMemoryError):
         return True
     msg = str(e)
@@ -126,7 +129,8 @@ class ValueRange:
 
 
 class Engine:
-    """A network prepared for inference: BatchNorm folded, eval, on its device, dtype, channels_last.
+    """A network prepared for inference: BatchNorm folded, eval, on its device, dtype,
+    channels_last.
 
     `tile`: "auto" (untiled until an out-of-memory error says otherwise), "off" (never), or a tile
     size in input pixels. `compile`: None, or a torch.compile mode ("default", "max-autotune";

@@ -14,7 +14,9 @@ class InputError(VidsrError):
 
 
 class OutputError(VidsrError):
-    """The output cannot be written (exists, unwritable folder, disk full, unsupported combination)."""
+    """The output cannot be written (exists, unwritable folder, disk full, unsupported
+    combination).
+    """
 
     exit_code = 3
 

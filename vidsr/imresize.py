@@ -28,7 +28,9 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 def _contributions(
     in_len: int, out_len: int, scale: float, antialias: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(weights, indices), each (out_len, taps): output i = sum_k weights[i, k] * in[indices[i, k]]."""
+    """(weights, indices), each (out_len, taps): output i = sum_k weights[i, k] * in[indices[i,
+    k]].
+    """
     width = 4.0
     if scale < 1 and antialias:
         kernel = lambda x: scale * _cubic(scale * x)  # noqa: E731 - mirrors MATLAB's h = @(x) ...

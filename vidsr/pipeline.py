@@ -153,7 +153,9 @@ def upscale_file(
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
-    """Upscale one video file into `dst`. Raises VidsrError subclasses; Cancelled if `cancel` is set."""
+    """Upscale one video file into `dst`. Raises VidsrError subclasses; Cancelled if `cancel` is
+    set.
+    """
     src, dst = Path(src), Path(dst)
     info = probe(src)
     if dst.exists() and dst.resolve() == src.resolve():

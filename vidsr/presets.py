@@ -200,7 +200,8 @@ def load_preset(name_or_path: str | Path) -> Preset:
     resource = _builtin_dir() / f"{text}.toml"
     if not resource.is_file():
         raise VidsrError(
-            f"unknown preset {text!r}; choose from {', '.join(builtin_names())} or give a .toml file"
+            f"unknown preset {text!r}; choose from {', '.join(builtin_names())} "
+            "or give a .toml file"
         )
     return parse_preset(resource.read_text(encoding="utf-8"), name=text, source=f"{text}.toml")
 

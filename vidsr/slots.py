@@ -1,7 +1,7 @@
 """Preallocated frame slots between the host threads and the device, ordered by events.
 
     decode thread        model thread                                    encode thread
-    fill in.host  ->  H2D (copy stream) -> engine (compute stream) -> D2H (copy stream) -> read out.host
+    fill in.host -> H2D (copy stream) -> engine (compute stream) -> D2H (copy stream) -> out.host
          ^  in.h2d_done                in.dev_free / out.computed      out.d2h_done  |
          +-- free in-slots <----------------------------------------  free out-slots <-+
 

@@ -30,7 +30,9 @@ _MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "
 
 
 def temp_path_for(dst: Path) -> Path:
-    """The hidden file beside `dst` that is written first (keeps the extension: it picks the muxer)."""
+    """The hidden file beside `dst` that is written first (keeps the extension: it picks the
+    muxer).
+    """
     return dst.with_name(f".{dst.stem}{TEMP_MARKER}-{os.getpid()}{dst.suffix}")
 
 

@@ -39,13 +39,15 @@ MODELS: dict[str, ModelSpec] = {
             "srgan",
             SRResNet,
             {"blocks": 16, "channels": 64, "scale": 4},
-            description="SRGAN generator (SRResNet trained with VGG + adversarial loss): sharper texture",
+            description="SRGAN generator (SRResNet trained with VGG + adversarial loss): "
+            "sharper texture",
         ),
         ModelSpec(
             "fast",
             SRResNet,
             {"blocks": 8, "channels": 48, "scale": 4, "upsample": "shuffle"},
-            description="8 blocks x 48 channels, one PixelShuffle(4): about 7x faster than SRResNet",
+            description="8 blocks x 48 channels, one PixelShuffle(4): "
+            "about 7x faster than SRResNet",
         ),
         ModelSpec(
             "bicubic",

@@ -1,4 +1,5 @@
-"""Training pairs: HR crops from image folders and from frames sampled out of videos, LR by imresize.
+"""Training pairs: HR crops from image folders and from frames sampled out of videos, LR by
+imresize.
 
 Every random choice of a sample (crop, flips, rotation, degradation) comes from a generator seeded
 by (seed, the sample's global position), and the positions come from StepSampler, so the data of
@@ -166,7 +167,8 @@ def video_height(path: Path) -> int:
 def extract_frames(
     folders: list[Path], cache: Path, *, cap: int, reader: str = "auto", min_lines: int = 0
 ) -> tuple[list[Path], list[Path]]:
-    """Sampled frames of every video under `folders` as PNGs in `cache`: (frame files, failed videos).
+    """Sampled frames of every video under `folders` as PNGs in `cache`: (frame files, failed
+    videos).
 
     A video's folder is named after its path, size and mtime, so an edited file is sampled again
     and another run pointed at the same cache reuses the frames. Videos under `min_lines` high

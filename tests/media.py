@@ -1,4 +1,4 @@
-"""Test media made with PyAV: small clips with known timestamps, audio, subtitles and colour tags."""
+"""Test media made with PyAV: small clips with known pts, audio, subtitles and colour tags."""
 
 from __future__ import annotations
 

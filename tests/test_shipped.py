@@ -1,4 +1,4 @@
-"""The weights that ship in vidsr/weights/: intact, small, loadable, better than bicubic, offline."""
+"""The weights that ship in vidsr/weights/: intact, small, loadable, beat bicubic, offline."""
 
 import functools
 import json

@@ -1,4 +1,4 @@
-"""End-to-end upscaling of clips made in the test: size, frames, timestamps, audio, colour, errors."""
+"""End-to-end upscaling of clips made in the test: size, frames, pts, audio, colour, errors."""
 
 import subprocess
 import sys

@@ -35,7 +35,7 @@ def friendly_errors(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="vidsr")
 def main() -> None:
-    """vidsr: 4x video super-resolution (SRResNet / SRGAN) that keeps audio, timestamps and colour."""
+    """vidsr: 4x video super-resolution (SRResNet / SRGAN) keeping audio, timestamps, colour."""
 
 
 @main.command()

@@ -89,6 +89,6 @@ def imresize(
 
 
 def mod_crop(img: np.ndarray, modulus: int) -> np.ndarray:
-    """Crop the bottom/right so height and width are multiples of `modulus` (the benchmark habit)."""
+    """Crop the bottom/right so height and width are multiples of `modulus` (benchmark habit)."""
     h, w = img.shape[:2]
     return img[: h - h % modulus, : w - w % modulus]

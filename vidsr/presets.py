@@ -159,7 +159,7 @@ def builtin_names() -> list[str]:
 
 
 def parse_preset(text: str, *, name: str, source: str) -> Preset:
-    """Validate a preset's TOML text; VidsrError naming the key and `source` on the first problem."""
+    """Validate a preset's TOML text; VidsrError naming key and `source` at the first problem."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -39,7 +39,7 @@ class _NoEvent:
 
 
 class Lane:
-    """One CUDA stream, or nothing on the CPU: `with lane:` runs work on it; waits are event waits."""
+    """One CUDA stream, or nothing on the CPU: `with lane:` runs work on it; waits are on events."""
 
     def __init__(self, device: torch.device, stream: torch.cuda.Stream | None = None):
         self.device = device

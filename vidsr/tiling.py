@@ -36,7 +36,7 @@ def context_pixels(model: nn.Module, *, cap: int = 64) -> int:
 
 @dataclass(frozen=True)
 class Tile:
-    """Input rows [y0, y1) x cols [x0, x1) with context; the core [cy0, cy1) x [cx0, cx1) is kept."""
+    """Input rows [y0, y1) x cols [x0, x1) with context; core [cy0, cy1) x [cx0, cx1) is kept."""
 
     y0: int
     y1: int

@@ -1,1 +1,1 @@
-"""Everything that touches containers: probe (VideoInfo), decode (frame batches), encode (writer)."""
+"""All that touches containers: probe (VideoInfo), decode (frame batches), encode (writer)."""

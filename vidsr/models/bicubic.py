@@ -28,7 +28,7 @@ def _phase_taps(scale: int) -> torch.Tensor:
 
 
 def symmetric_index(n: int, pad: int) -> torch.Tensor:
-    """Indices that pad a length-n axis by `pad` mirrored samples (edge repeated), as MATLAB does."""
+    """Indices that pad a length-n axis by `pad` mirrored samples (edge repeated), like MATLAB."""
     i = torch.arange(-pad, n + pad)
     i = torch.where(i < 0, -i - 1, i)
     i = torch.where(i >= n, 2 * n - 1 - i, i)

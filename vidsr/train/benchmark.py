@@ -68,7 +68,7 @@ def load_benchmark(folder: Path, *, scale: int = 4) -> list[BenchmarkPair]:
 
 
 def inference_engine(model: nn.Module, *, device: str = "cpu", precision: str = "fp32") -> Engine:
-    """An Engine over a copy: Engine folds BatchNorm in place, which a training model must not see."""
+    """A copy in an Engine: Engine folds BatchNorm in place, a training model must not."""
     return Engine(copy.deepcopy(model), device=device, precision=precision)
 
 

@@ -180,7 +180,7 @@ def evaluate(model, weights, data, device, precision, shave, as_json):
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @friendly_errors
 def export(checkpoint, model, out, force):
-    """Write a checkpoint's EMA weights as a small fp16 state_dict (how shipped weights are made)."""
+    """Write a checkpoint's EMA weights as a small fp16 state_dict (as the shipped ones)."""
     from .export import export_weights
 
     done = export_weights(checkpoint, model, out, force=force)

@@ -76,7 +76,7 @@ class VGGFeatures(nn.Module):
         return super().train(False)  # a fixed feature map: never in training mode
 
     def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
-        """Load a torchvision-keyed state_dict; the classifier and layers past the cut are ignored."""
+        """Load a torchvision-keyed state_dict; classifier and layers past the cut ignored."""
         own = self.features.state_dict()
         trunk = {
             k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")

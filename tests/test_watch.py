@@ -18,10 +18,12 @@ import pytest
 from click.testing import CliRunner
 from media import make_clip, read_video
 
-import vidsr.watch as watch_mod
+from vidsr.batch import BatchRunner
 from vidsr.cli import main
+from vidsr.config import UpscaleConfig
+from vidsr.errors import InputError
 from vidsr.journal import Journal, journal_path
-from vidsr.media.encode import TEMP_MARKER
+from vidsr.staging import TEMP_MARKER
 from vidsr.watch import WatchConfig, Watcher, is_ignored_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,19 +44,20 @@ def clips(tmp_path_factory):
 def calls(monkeypatch):
     """Record (input name, its size at the moment the upscale starts) for every job."""
     seen = []
-    real = watch_mod.upscale_video
+    real = BatchRunner.run_one
 
-    def recording(src, dst, *args, **kwargs):
+    def recording(self, src, dst, *args, **kwargs):
         seen.append((Path(src).name, Path(src).stat().st_size))
-        return real(src, dst, *args, **kwargs)
+        return real(self, src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(watch_mod, "upscale_video", recording)
+    monkeypatch.setattr(BatchRunner, "run_one", recording)
     return seen
 
 
 def config(inbox, out, **kw):
-    base = dict(model="bicubic", stable_secs=0.2, once=True, retry_delay=0.05, device="cpu")
-    return WatchConfig(inbox=inbox, out=out, **{**base, **kw})
+    base = dict(stable_secs=0.2, once=True, retry_delay=0.05)
+    upscale = UpscaleConfig(model="bicubic", device="cpu")
+    return WatchConfig(inbox=inbox, out=out, upscale=upscale, **{**base, **kw})
 
 
 def rows(out):
@@ -135,10 +138,21 @@ def test_a_file_written_in_two_halves_is_taken_only_when_complete(tmp_path, clip
     assert rows(out)["clip.mp4"].state == "done"
 
 
-def test_a_corrupt_file_fails_after_its_retries_while_others_finish(tmp_path, clips):
+def test_a_file_that_fails_is_retried_then_failed_while_others_finish(
+    tmp_path, clips, monkeypatch
+):
+    real = BatchRunner.run_one
+
+    def failing(self, src, dst, **kw):  # a job that fails every time it runs (a decoder crash)
+        if Path(src).name == "broken.mp4":
+            raise InputError(f"{src}: decoding failed: boom")
+        return real(self, src, dst, **kw)
+
+    monkeypatch.setattr(BatchRunner, "run_one", failing)
     inbox, out = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
-    (inbox / "broken.mp4").write_text("not a video\n")
+    (inbox / "broken.mp4").write_bytes(clips[12])
+    (inbox / "notavideo.mp4").write_text("not a video\n")
     (inbox / "good1.mp4").write_bytes(clips[12])
     (inbox / "good2.mp4").write_bytes(clips[8])
     runner = CliRunner()
@@ -152,7 +166,10 @@ def test_a_corrupt_file_fails_after_its_retries_while_others_finish(tmp_path, cl
     assert r.exit_code == 0
     jobs = {j["name"]: j for j in json.loads(r.output)}
     assert jobs["broken.mp4"]["state"] == "failed" and jobs["broken.mp4"]["attempts"] == 2
-    assert "not a readable video" in jobs["broken.mp4"]["last_error"]
+    # Taken only when it opens as a video: not retried, no attempt spent, not a failure.
+    skipped = jobs["notavideo.mp4"]
+    assert (skipped["state"], skipped["attempts"]) == ("skipped", 0)
+    assert "not a readable video" in skipped["last_error"]
     assert jobs["good1.mp4"]["state"] == jobs["good2.mp4"]["state"] == "done"
     assert jobs["good1.mp4"]["fps"] > 0
     r = runner.invoke(main, ["jobs", "--out", str(out)])
@@ -178,15 +195,15 @@ def test_recursive_mirrors_folders_never_takes_its_own_outputs_and_moves_origina
 
 SLOW_WATCH = """
 import sys, time
-import vidsr.watch as w
+from vidsr.batch import BatchRunner
 
-real = w.upscale_video
+real = BatchRunner.run_one
 
-def slow(*args, **kwargs):
+def slow(self, *args, **kwargs):
     kwargs["progress"] = lambda done, total: time.sleep({delay})
-    return real(*args, **kwargs)
+    return real(self, *args, **kwargs)
 
-w.upscale_video = slow
+BatchRunner.run_one = slow
 from vidsr.cli import main
 main(sys.argv[1:], prog_name="vidsr")
 """

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import EncodeConfig
-from .pipeline import Progress, UpscaleResult, default_output, upscale_file
+from .batch import BatchRunner, default_output
+from .pipeline import Progress, UpscaleResult
 from .presets import build_config
 
 
@@ -21,48 +20,22 @@ def upscale_video(
     quiet: bool = True,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
-    weights: str | Path | None = None,
-    overwrite: bool = False,
-    device: str = "auto",
-    precision: str | None = None,
-    batch_size: int | str | None = None,
-    tile: int | str | None = None,
-    codec: str | None = None,
-    crf: int | None = None,
-    encoder_preset: str | None = None,
-    pix_fmt: str | None = None,
-    encode: EncodeConfig | None = None,
     **options: Any,
 ) -> UpscaleResult:
     """Upscale `src` 4x into `dst` (default: beside it, with an _x4 suffix).
 
-    `preset` (a name such as "fast", or a .toml file) fills every option left at None; explicit
-    arguments win (model defaults to "srgan" when neither gives one). `encode`, when given,
-    replaces all encoder settings. Raises vidsr.errors.VidsrError subclasses with a one-line
-    message on failure; the target path is never left half-written. `cancel` (a
-    threading.Event) stops the job early with Cancelled.
+    `options` are the upscale options by name, exactly those of `vidsr upscale` (see
+    vidsr.config.OPTIONS: weights, overwrite, device, precision, batch_size, tile, codec, crf,
+    encoder_preset, pix_fmt, container). `preset` (a name such as "fast", or a .toml file) fills
+    every option left out or None; explicit arguments win. Raises vidsr.errors.VidsrError
+    subclasses with a one-line message (ConfigError for a bad value); the target path is never
+    left half-written. `cancel` (a threading.Event) stops the job early with Cancelled;
+    `progress(done, total)` is called as frames are written.
     """
-    config = build_config(
-        preset,
-        model=model,
-        weights=Path(weights) if weights is not None else None,
-        overwrite=overwrite,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        tile=tile,
-        codec=codec,
-        crf=crf,
-        encoder_preset=encoder_preset,
-        pix_fmt=pix_fmt,
-        encode=encode,
-        quiet=quiet,
-    )
-    if options:
-        config = replace(config, **options)
+    config = build_config(preset, model=model, quiet=quiet, **options)
     src = Path(src)
     dst = Path(dst) if dst is not None else default_output(src, container=config.container)
-    return upscale_file(src, dst, config, cancel=cancel, progress=progress)
+    return BatchRunner(config, cancel=cancel).run_one(src, dst, progress=progress)
 
 
 __all__ = ["UpscaleResult", "upscale_video"]

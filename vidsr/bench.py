@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -187,4 +187,4 @@ def run_bench(
     )
 
 
-__all__ = ["BenchResult", "asdict", "run_bench"]
+__all__ = ["BenchResult", "parse_size", "run_bench"]

@@ -1,44 +1,93 @@
 """The `vidsr` command line: a thin click group. Options become a frozen config; one core call runs.
 
-Every command reports failures as one line on stderr and a non-zero exit code, never a traceback.
+Failures are handled once, in VidsrGroup: a VidsrError (or a click usage error) is one line on
+stderr and its exit code, Ctrl-C and SIGTERM stop cleanly with 130 and 143. The upscale options
+are declared once (vidsr.config.OPTIONS) and `upscale_options` puts them on `upscale` and
+`watch`; `--preset` fills ctx.default_map, so `--help` shows the preset's real defaults.
 """
 
 from __future__ import annotations
 
-import functools
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import __version__
+from .cli_options import options_from, upscale_options
 from .errors import VidsrError
 
 
-def friendly_errors(fn):
-    """Turn VidsrError (and Ctrl-C) into one line on stderr and an exit code."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: everything that cleans up after Ctrl-C runs again."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+class VidsrGroup(click.Group):
+    """The one place where errors become one line and an exit code, for every command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        old = None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
-            return fn(*args, **kwargs)
+            return super().invoke(ctx)
         except VidsrError as e:
             click.echo(f"vidsr: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except Terminated:
+            click.echo("vidsr: stopped by SIGTERM; nothing was left at the target", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
+            click.echo("vidsr: interrupted; nothing was left at the target", err=True)
+            sys.exit(130)
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.Abort:
             click.echo("vidsr: interrupted", err=True)
             sys.exit(130)
+        except click.ClickException as e:
+            # One line, like every other failure; `--help` is one flag away.
+            click.echo(f"vidsr: error: {_one_line(e)}", err=True)
+            sys.exit(e.exit_code)
 
-    return wrapper
+
+def _one_line(e: click.ClickException) -> str:
+    msg = e.format_message().replace("\n", " ").strip()
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None and ctx.command_path:
+        return f"{ctx.command_path}: {msg}"
+    return msg
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# -- commands ----------------------------------------------------------------------------------
+
+
+@click.group(
+    cls=VidsrGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="vidsr")
 def main() -> None:
     """vidsr: 4x video super-resolution (SRResNet / SRGAN) keeping audio, timestamps, colour."""
 
 
-@main.command()
+@main.command(context_settings={"show_default": True})
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -48,121 +97,17 @@ def main() -> None:
     help="Output file (or folder, when INPUT is a folder). "
     "Default: beside the input, with an _x4 suffix.",
 )
-@click.option(
-    "--preset",
-    default=None,
-    help="fast, balanced, quality, archival (see `vidsr presets`) or a .toml file; "
-    "explicit flags override its values.",
-)
-@click.option("--model", default=None, help="srresnet, srgan, fast or bicubic.  [default: srgan]")
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="A state_dict or `vidsr train` checkpoint to use instead of the shipped weights.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--precision", default=None, help="auto, fp32, bf16 or fp16.  [default: auto]")
-@click.option(
-    "--codec",
-    default=None,
-    help="libx264, libx265, libsvtav1, libvpx-vp9, ffv1 or prores_ks; the container "
-    "follows the output extension.  [default: libx264]",
-)
-@click.option(
-    "--crf",
-    type=int,
-    default=None,
-    help="Constant quality (lower is better); default suits the codec and output size.",
-)
-@click.option(
-    "--encoder-preset",
-    default=None,
-    help="Encoder speed preset (x264/x265: veryfast..veryslow, svtav1: 0-13, vp9: "
-    "cpu-used 0-8, prores_ks: proxy|lt|standard|hq|4444|4444xq).",
-)
-@click.option(
-    "--pix-fmt",
-    default=None,
-    help="Output pixel format (yuv420p10le ...). Default: the source's, never below its bit depth.",
-)
-@click.option(
-    "--batch-size",
-    default=None,
-    help="Frames per model call, or auto (what fits free device memory; 1 on a CPU).",
-)
-@click.option(
-    "--tile",
-    default=None,
-    help="auto (tiles only when memory runs out), off, or a tile size in input pixels.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
-@friendly_errors
-def upscale(
-    input,
-    output,
-    preset,
-    model,
-    weights,
-    overwrite,
-    device,
-    precision,
-    codec,
-    crf,
-    encoder_preset,
-    pix_fmt,
-    batch_size,
-    tile,
-    quiet,
-):
+@upscale_options
+@click.pass_context
+def upscale(ctx, input, output, **params):
     """Upscale a video file, or every video in a folder, 4x."""
-    from .pipeline import upscale_path
-    from .presets import build_config
+    from .batch import upscale_path
+    from .config import build_upscale_config
 
-    config = build_config(
-        preset,
-        model=model,
-        weights=weights,
-        overwrite=overwrite,
-        device=device,
-        precision=precision,
-        codec=codec,
-        crf=crf,
-        encoder_preset=encoder_preset,
-        pix_fmt=None if pix_fmt in ("source", "auto") else pix_fmt,
-        quiet=quiet,
-        batch_size=_batch_or_auto(batch_size, "--batch-size"),
-        tile=_tile_option(tile),
-    )
+    config = build_upscale_config(options_from(ctx, params))
     results = upscale_path(input, output, config)
     if any(r.error for r in results):
         sys.exit(1)
-
-
-def _batch_or_auto(value: str | None, hint: str) -> int | str | None:
-    if value is None or value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected auto or a number, got {value!r}", param_hint=hint
-        ) from None
-    if n < 1:
-        raise click.BadParameter(f"must be at least 1, got {n}", param_hint=hint)
-    return n
-
-
-def _tile_option(value: str | None) -> int | str | None:
-    if value in (None, "auto", "off"):
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected auto, off or a size, got {value!r}", param_hint="--tile"
-        ) from None
 
 
 @main.command()
@@ -189,22 +134,27 @@ def _tile_option(value: str | None) -> int | str | None:
     "--threads", type=int, default=None, help="CPU threads for the model.  [default: cores]"
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line and nothing else.")
-@friendly_errors
 def bench(model, size, frames, device, precision, batch_size, tile, repeat, threads, as_json):
     """Throughput: model alone, decode, encode and the whole pipeline, on a generated clip."""
     import json
     from dataclasses import asdict
 
     from .bench import run_bench
+    from .config import parse_batch, parse_model, parse_tile
+    from .errors import ConfigError
 
+    try:
+        model, batch_size, tile = parse_model(model), parse_batch(batch_size), parse_tile(tile)
+    except ValueError as e:
+        raise ConfigError("vidsr bench", str(e)) from None
     result = run_bench(
         model=model,
         size=size,
         frames=frames,
         device=device,
         precision=precision,
-        batch_size=_batch_or_auto(batch_size, "--batch-size"),
-        tile=_tile_option(tile),
+        batch_size=batch_size,
+        tile=tile,
         repeat=repeat,
         threads=threads,
     )
@@ -226,7 +176,6 @@ def bench(model, size, frames, device, precision, batch_size, tile, repeat, thre
 @click.option("--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the clip.")
 @click.option("--seconds", default=2.0, show_default=True, help="Length of the clip.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-@friendly_errors
 def sample(output, size, seconds, overwrite):
     """Write a small sample clip (H.264 + AAC) to try vidsr on."""
     from .bench import parse_size
@@ -239,7 +188,6 @@ def sample(output, size, seconds, overwrite):
 
 @main.group(invoke_without_command=True)
 @click.pass_context
-@friendly_errors
 def presets(ctx):
     """List the presets (name and description); `vidsr presets show NAME` prints one."""
     if ctx.invoked_subcommand is None:
@@ -251,7 +199,6 @@ def presets(ctx):
 
 @presets.command("show")
 @click.argument("name")
-@friendly_errors
 def presets_show(name):
     """Print one preset (a shipped name or a .toml file) as TOML."""
     from .presets import load_preset
@@ -259,7 +206,7 @@ def presets_show(name):
     click.echo(load_preset(name).describe())
 
 
-# Commands that live in their own modules (they import only click at this point).
+# Commands that live in their own modules; they import nothing back from this one.
 from .train.cli import evaluate as _evaluate  # noqa: E402
 from .train.cli import export as _export  # noqa: E402
 from .train.cli import train as _train  # noqa: E402

@@ -2,8 +2,206 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+AUTO = "auto"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+MIN_TILE = 16
+
+
+# -- parsers: one per option, for CLI strings, TOML values and Python arguments alike ------------
+# Each returns the normalised value or raises ValueError with what was expected.
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        if not isinstance(v, str) or v not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {v!r}")
+        return v
+
+    return parse
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got {v!r}")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and v.strip().lstrip("+-").isdigit():
+        return int(v)
+    raise ValueError(f"expected a number, got {v!r}")
+
+
+def parse_model(v: Any) -> str:
+    from .models import MODELS
+
+    if not isinstance(v, str) or v not in MODELS:
+        raise ValueError(f"unknown model {v!r}; choose from {', '.join(MODELS)}")
+    return v
+
+
+def parse_device(v: Any) -> str:
+    if isinstance(v, str) and (v in DEVICES or (v.startswith("cuda:") and v[5:].isdigit())):
+        return v
+    raise ValueError(f"unknown device {v!r}; choose from {', '.join(DEVICES)} or cuda:N")
+
+
+def parse_precision(v: Any) -> str:
+    if v not in PRECISIONS:
+        raise ValueError(f"unknown precision {v!r}; choose from {', '.join(PRECISIONS)}")
+    return v
+
+
+def parse_batch(v: Any) -> int | str:
+    if v == AUTO:
+        return AUTO
+    n = _int(v)
+    if n < 1:
+        raise ValueError(f"expected auto or a number of at least 1, got {v!r}")
+    return n
+
+
+def parse_tile(v: Any) -> int | str:
+    if v in (AUTO, "off"):
+        return v
+    try:
+        n = _int(v)
+    except ValueError:
+        raise ValueError(f"expected auto, off or a tile size in pixels, got {v!r}") from None
+    if n < MIN_TILE:
+        raise ValueError(f"tiles must be at least {MIN_TILE} pixels, got {n}")
+    return n
+
+
+def parse_codec(v: Any) -> str:
+    from .media.encode import CODECS
+
+    if not isinstance(v, str) or (v not in CODECS and v != AUTO):
+        raise ValueError(f"unknown codec {v!r}; choose from {', '.join(CODECS)}")
+    return v
+
+
+def parse_crf(v: Any) -> int | None:
+    if v is None or v == AUTO:
+        return None
+    n = _int(v)
+    if not 0 <= n <= 63:
+        raise ValueError(f"crf {n} is out of range (0..63, or auto)")
+    return n
+
+
+def parse_encoder_preset(v: Any) -> str | None:
+    if v is None or v == AUTO:
+        return None
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise ValueError(
+            f'expected a name (x264: "veryfast"), a number (svtav1: 8) or auto, got {v!r}'
+        )
+    return str(v)
+
+
+def parse_pix_fmt(v: Any) -> str | None:
+    import av
+
+    if v is None or v in ("source", AUTO):
+        return None
+    try:
+        av.VideoFormat(v)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"expected source or an FFmpeg pixel format (yuv420p10le), got {v!r}"
+        ) from None
+    return v
+
+
+def parse_container(v: Any) -> str | None:
+    from .media.encode import CONTAINERS
+
+    if v is None or v in (AUTO, "source"):
+        return None
+    ext = v if isinstance(v, str) and v.startswith(".") else f".{v}"
+    if ext not in CONTAINERS:
+        raise ValueError(f"expected one of {', '.join(e[1:] for e in CONTAINERS)}, got {v!r}")
+    return ext
+
+
+def parse_path(v: Any) -> Path | None:
+    return None if v is None else Path(v)
+
+
+def parse_flag(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One upscale option, declared once: the CLI flag of `upscale` and `watch`, the preset key,
+    the keyword argument of vidsr.upscale_video and the config field are all this entry."""
+
+    name: str  # keyword argument, preset key, click parameter name
+    flags: tuple[str, ...]
+    help: str
+    parse: Callable[[Any], Any]
+    default: Any
+    field: str = ""  # the dataclass field, when it differs from name
+    encode: bool = False  # a field of EncodeConfig rather than UpscaleConfig
+    preset: bool = True  # may a preset set it
+    is_flag: bool = False
+    metavar: str | None = None
+
+    @property
+    def target(self) -> str:
+        return self.field or self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", ("--model",), "srgan, srresnet, fast or bicubic.", parse_model, "srgan",
+           metavar="NAME"),
+    Option("weights", ("--weights",), "A state_dict or `vidsr train` checkpoint to use instead "
+           "of the shipped weights.", parse_path, None, preset=False, metavar="FILE"),
+    Option("device", ("--device",), "auto, cpu, cuda or cuda:N.", parse_device, "auto"),
+    Option("precision", ("--precision",), "auto, fp32, bf16 or fp16.", parse_precision, "auto"),
+    Option("batch_size", ("--batch-size",), "Frames per model call, or auto (what fits the free "
+           "device memory; 1 on a CPU).", parse_batch, "auto", metavar="auto|N"),
+    Option("tile", ("--tile",), "auto (tiles only when memory runs out), off, or a tile size in "
+           "input pixels.", parse_tile, "auto", metavar="auto|off|N"),
+    Option("codec", ("--codec",), "libx264, libx265, libsvtav1, libvpx-vp9, ffv1 or prores_ks; "
+           "the container follows the output extension.", parse_codec, "libx264", encode=True,
+           metavar="NAME"),
+    Option("crf", ("--crf",), "Constant quality (lower is better), or auto: suits the codec and "
+           "output size.", parse_crf, "auto", encode=True, metavar="auto|N"),
+    Option("encoder_preset", ("--encoder-preset",), "Encoder speed preset (x264/x265: veryfast.."
+           "veryslow, svtav1: 0-13, vp9: cpu-used 0-8, prores_ks: proxy..4444xq), or auto.",
+           parse_encoder_preset, "auto", field="preset", encode=True, metavar="NAME"),
+    Option("pix_fmt", ("--pix-fmt",), "Output pixel format (yuv420p10le ...), or source: the "
+           "source's, never below its bit depth.", parse_pix_fmt, "source", encode=True,
+           metavar="NAME"),
+    Option("container", ("--container",), "Output extension when -o gives none (mp4, mkv, mov, "
+           "webm), or source: the input's where we can write it, else mkv.", parse_container,
+           "source", metavar="EXT"),
+    Option("overwrite", ("--overwrite",), "Replace an existing output file.", parse_flag, False,
+           preset=False, is_flag=True),
+    Option("quiet", ("-q", "--quiet"), "No progress bar and no summary line (warnings and errors "
+           "still show).", parse_flag, False, preset=False, is_flag=True),
+)  # fmt: skip
+OPTION_NAMES = {o.name: o for o in OPTIONS}
+# Values that belong to one codec: an explicit codec other than a preset's drops the preset's.
+CODEC_BOUND = ("crf", "encoder_preset", "pix_fmt")
+
+
+def _checked(opt: Option, value: Any) -> Any:
+    try:
+        return opt.parse(value)
+    except ValueError as e:
+        raise ConfigError(opt.flags[-1], str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -12,6 +210,7 @@ class EncodeConfig:
 
     None means "the codec's default for this output" (see vidsr.media.encode.encoder_options):
     crf and speed preset scale with the output resolution; pix_fmt follows the source's depth.
+    Whether the codec fits a container is checked per output file (media.encode.check_encode).
     """
 
     codec: str = "libx264"
@@ -20,20 +219,63 @@ class EncodeConfig:
     pix_fmt: str | None = None  # None: the source's format, at >= its bit depth
     options: dict[str, str] = field(default_factory=dict)  # extra encoder options
 
+    def __post_init__(self) -> None:
+        for opt in OPTIONS:
+            if opt.encode:
+                object.__setattr__(self, opt.target, _checked(opt, getattr(self, opt.target)))
+
 
 @dataclass(frozen=True)
 class UpscaleConfig:
+    """Everything a front end (CLI, API, watcher, a distributed worker) hands the core.
+
+    Built once and validated here: every value is normalised by its Option's parser.
+    """
+
     model: str = "srgan"
     weights: Path | None = None
     overwrite: bool = False
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int | str = 1  # frames per model call, or "auto"
+    batch_size: int | str = "auto"  # frames per model call, or "auto"
     tile: int | str = "auto"  # "auto", "off", or a tile size in input pixels
     container: str | None = None  # output extension when none is given (".mkv"); None: the source's
     quiet: bool = False
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     queue_frames: int = 8  # frames buffered between stages: bounds memory on long videos
+
+    def __post_init__(self) -> None:
+        for opt in OPTIONS:
+            if not opt.encode:
+                object.__setattr__(self, opt.target, _checked(opt, getattr(self, opt.target)))
+        if self.weights is not None:
+            from .models import MODELS
+
+            if not MODELS[self.model].trainable:
+                raise ConfigError("--weights", f"the {self.model} model takes no weights")
+        if self.queue_frames < 1:
+            raise ConfigError("queue_frames", "must be at least 1")
+
+
+def build_upscale_config(
+    values: dict[str, Any], *, extra: dict[str, Any] | None = None
+) -> UpscaleConfig:
+    """An UpscaleConfig from option values by Option name (missing: the option's default).
+
+    `extra` sets UpscaleConfig fields that are not user options (queue_frames, encoder options).
+    """
+    unknown = sorted(set(values) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(f"unknown upscale option(s): {', '.join(unknown)}")
+    top: dict[str, Any] = dict(extra or {})
+    enc: dict[str, Any] = {}
+    options = top.pop("encoder_options", None)
+    for opt in OPTIONS:
+        value = values.get(opt.name, opt.default)
+        (enc if opt.encode else top)[opt.target] = value
+    if options:
+        enc["options"] = dict(options)
+    return UpscaleConfig(**top, encode=EncodeConfig(**enc))
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,11 @@ from functools import cache
 import torch
 from torch import nn
 
+from .config import DEVICES, PRECISIONS
 from .errors import VidsrError
 from .models import fold_batchnorm
 from .tiling import MIN_TILE, context_pixels, upscale_tiled
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

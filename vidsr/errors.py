@@ -13,6 +13,16 @@ class InputError(VidsrError):
     exit_code = 2
 
 
+class ConfigError(VidsrError):
+    """A bad option value (flag, preset key or keyword argument); the message names the option."""
+
+    exit_code = 2
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+        self.option = option
+
+
 class OutputError(VidsrError):
     """The output cannot be written (exists, unwritable folder, disk full, unsupported
     combination).

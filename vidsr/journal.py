@@ -1,7 +1,8 @@
 """The watcher's job journal: one SQLite row per input file, so a restart knows what is done.
 
-The journal is the single source of truth across crashes: a row is `queued`, `running`, `done`
-or `failed`, and it remembers the size and mtime of the version it describes, so a file that
+The journal is the single source of truth across crashes: a row is `queued`, `running`, `done`,
+`failed` or `skipped` (it did not open as a video; looked at again when it changes), and it
+remembers the size and mtime of the version it describes, so a file that
 changes afterwards is recognised as new work while an unchanged one is never redone.
 WAL mode lets `vidsr jobs` read while a watcher writes.
 """
@@ -15,8 +16,7 @@ from pathlib import Path
 
 from .errors import OutputError
 
-SCHEMA_VERSION = 1
-STATES = ("queued", "running", "done", "failed")
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     name        TEXT NOT NULL,     -- the input relative to the inbox, for people
     size        INTEGER NOT NULL,  -- of the version this row describes
     mtime_ns    INTEGER NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'skipped')),
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
     output      TEXT,
@@ -64,6 +64,10 @@ def journal_path(out_dir: Path) -> Path:
     return Path(out_dir) / ".vidsr" / "jobs.sqlite"
 
 
+class JournalDamaged(OutputError):
+    """The journal file is not a readable SQLite database (bit rot, a torn copy, a foreign file)."""
+
+
 class Journal:
     """Open (and create, unless `readonly`) the journal of an output folder.
 
@@ -86,9 +90,28 @@ class Journal:
                 # never corrupt the file, and at worst one finished job is redone.
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.row_factory = sqlite3.Row
+            self._check_intact()
             self._migrate(readonly)
+        except JournalDamaged:
+            raise
+        except sqlite3.DatabaseError as e:
+            self._close_quietly()
+            raise JournalDamaged(f"job journal {self.path} is damaged ({e})") from None
         except sqlite3.Error as e:
+            self._close_quietly()
             raise OutputError(f"cannot open job journal {self.path}: {e}") from None
+
+    def _check_intact(self) -> None:
+        result = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            self._close_quietly()
+            raise JournalDamaged(f"job journal {self.path} is damaged ({result})")
+
+    def _close_quietly(self) -> None:
+        try:
+            self._db.close()
+        except (sqlite3.Error, AttributeError):
+            pass
 
     def _migrate(self, readonly: bool) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -100,12 +123,18 @@ class Journal:
         if version == SCHEMA_VERSION:
             return
         if readonly:
-            raise OutputError(f"job journal {self.path} is empty")
+            raise OutputError(f"job journal {self.path} is empty or from an older vidsr")
         with self._tx():
+            if version == 1:  # v2 adds the 'skipped' state: SQLite cannot alter a CHECK
+                self._db.execute("ALTER TABLE jobs RENAME TO jobs_v1")
+                self._db.execute("DROP INDEX IF EXISTS jobs_state")
             # Statement by statement: executescript() would commit our transaction first.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
+            if version == 1:
+                self._db.execute("INSERT INTO jobs SELECT * FROM jobs_v1")
+                self._db.execute("DROP TABLE jobs_v1")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _tx(self):
@@ -148,9 +177,10 @@ class Journal:
         q = f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})"
         return self._db.execute(q, states).fetchone()[0]
 
-    def next_try(self) -> float | None:
-        row = self._db.execute("SELECT MIN(next_try) FROM jobs WHERE state = 'queued'").fetchone()
-        return row[0]
+    def owner_of(self, output: str) -> str | None:
+        """The input whose finished (or earlier) output is `output`, if any."""
+        row = self._db.execute("SELECT path FROM jobs WHERE output = ?", (output,)).fetchone()
+        return row["path"] if row else None
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -224,6 +254,26 @@ class Journal:
             )
             return state
 
+    def skip(self, path: str, reason: str) -> None:
+        """Not a video (yet): no attempt counted; a new version of the file is offered again."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE jobs SET state = 'skipped', last_error = ?, finished_at = ?,"
+                " attempts = MAX(0, attempts - 1) WHERE path = ?",
+                (reason, time.time(), path),
+            )
+
+    def adopt(self, path: str, name: str, size: int, mtime_ns: int, output: str) -> None:
+        """Record as done an input whose output already exists (rebuilding a lost journal)."""
+        now = time.time()
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO jobs (path, name, size, mtime_ns, state, queued_at,"
+                " finished_at, output, last_error) VALUES (?, ?, ?, ?, 'done', ?, ?, ?,"
+                " 'adopted: the output existed when the journal was rebuilt')",
+                (path, name, size, mtime_ns, now, now, output),
+            )
+
     def give_up(self, path: str, error: str) -> None:
         """Failed without counting an attempt (the input vanished)."""
         with self._tx():
@@ -275,4 +325,4 @@ class _Transaction:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-__all__ = ["Job", "Journal", "SCHEMA_VERSION", "STATES", "journal_path"]
+__all__ = ["Job", "Journal", "JournalDamaged", "SCHEMA_VERSION", "journal_path"]

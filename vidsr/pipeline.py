@@ -17,35 +17,12 @@ import torch
 
 from .config import UpscaleConfig
 from .engine import Engine, resolve_device
-from .errors import Cancelled, InputError, OutputError, VidsrError
+from .errors import Cancelled, InputError
 from .media.decode import FrameReader, working_format
-from .media.encode import TEMP_MARKER, VideoWriter, check_encode
+from .media.encode import VideoWriter, check_encode
 from .media.probe import VideoInfo, probe
 from .slots import SlotRing
-from .weights import load_generator
 
-VIDEO_EXTENSIONS = {
-    ".mp4",
-    ".m4v",
-    ".mkv",
-    ".mov",
-    ".webm",
-    ".avi",
-    ".ts",
-    ".mts",
-    ".m2ts",
-    ".mpg",
-    ".mpeg",
-    ".flv",
-    ".wmv",
-    ".3gp",
-    ".ogv",
-    ".y4m",
-    ".h264",
-    ".hevc",
-}
-# Containers we write; other inputs (.avi, .ts, ...) get an .mkv, which holds any stream they do.
-OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mkv", ".mov", ".webm"}
 _END = object()  # queue sentinel: the stage before has finished
 
 Progress = Callable[[int, int], None]  # (frames done, frames expected or 0)
@@ -64,13 +41,6 @@ class UpscaleResult:
     error: str | None = None
 
 
-def default_output(src: Path, out_dir: Path | None = None, container: str | None = None) -> Path:
-    """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type."""
-    suffix = src.suffix.lower() if src.suffix.lower() in OUTPUT_EXTENSIONS else ".mkv"
-    suffix = container or suffix
-    return (out_dir or src.parent) / f"{src.stem}_x4{suffix}"
-
-
 def precision_for(config: UpscaleConfig, info: VideoInfo | None) -> str:
     """The precision to ask the engine for. bf16 keeps 8 significant bits, which would crush the
     gradients of a >8-bit source, so "auto" avoids it there (fp16 on CUDA keeps 11 bits)."""
@@ -79,30 +49,11 @@ def precision_for(config: UpscaleConfig, info: VideoInfo | None) -> str:
     return config.precision
 
 
-def build_engine(config: UpscaleConfig, info: VideoInfo | None = None) -> Engine:
-    model, record = load_generator(config.model, config.weights)
-    value_range = record.value_range if record is not None else (0.0, 1.0)
-    precision = precision_for(config, info)
-    return Engine(
-        model,
-        device=config.device,
-        precision=precision,
-        value_range=value_range,
-        tile=config.tile,
-    )
-
-
 def resolve_batch_size(engine: Engine, batch_size: int | str, info: VideoInfo) -> int:
     """--batch-size: a number, or "auto" (what fits the device's free memory at this frame size)."""
     if batch_size == "auto":
         return engine.auto_batch_size(info.height, info.width)
-    try:
-        n = int(batch_size)
-    except (TypeError, ValueError):
-        raise VidsrError(f"--batch-size expects auto or a number, got {batch_size!r}") from None
-    if n < 1:
-        raise VidsrError(f"--batch-size must be at least 1, got {n}")
-    return n
+    return int(batch_size)
 
 
 class _Stages:
@@ -134,6 +85,16 @@ class _Stages:
                 pass
         return False
 
+    def join(self, threads: list[threading.Thread]) -> None:
+        """Wait for the stage threads. A Ctrl-C or SIGTERM that lands while waiting is kept as the
+        error (and stops them): the writer must not be torn down under a thread still writing."""
+        for t in threads:
+            while t.is_alive():
+                try:
+                    t.join(timeout=0.1)
+                except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt, Terminated
+                    self.fail(e)
+
     def get(self, q: queue.Queue):
         while not self.stopped():
             try:
@@ -148,20 +109,20 @@ def upscale_file(
     dst: Path,
     config: UpscaleConfig,
     *,
-    engine: Engine | None = None,
+    engine: Engine,
+    info: VideoInfo | None = None,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
-    """Upscale one video file into `dst`. Raises VidsrError subclasses; Cancelled if `cancel` is
-    set.
+    """Upscale one video file into `dst` with a ready engine (vidsr.batch builds and caches them).
+
+    Raises VidsrError subclasses; Cancelled if `cancel` is set. The output is written beside
+    `dst` and renamed into place only when complete.
     """
     src, dst = Path(src), Path(dst)
-    info = probe(src)
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise OutputError(f"output {dst} is the input itself; choose another name")
-    check_encode(config.encode, dst.suffix)  # codec, container, crf: before any model work
-    engine = engine or build_engine(config, info)
+    info = info or probe(src)
+    check_encode(config.encode, dst.suffix)
     result = UpscaleResult(src, dst)
 
     def note(msg: str) -> None:
@@ -169,53 +130,14 @@ def upscale_file(
         if warn is not None:
             warn(msg)
 
-    stages = _Stages(cancel)
     engine.warn = note
     batch_size = resolve_batch_size(engine, config.batch_size, info)
-    # Slots bound the memory between stages: the queues never hold more than the slots there are.
-    ring = SlotRing(
-        engine,
-        batch=batch_size,
-        height=info.height,
-        width=info.width,
-        dtype=torch.uint8 if working_format(info) == "rgb24" else torch.uint16,
-        slots=max(2, min(3, config.queue_frames // batch_size)),
-    )
-    decoded: queue.Queue = queue.Queue()
-    upscaled: queue.Queue = queue.Queue()
     t0 = time.perf_counter()
     with VideoWriter(
         info, dst, config.encode, scale=engine.scale, overwrite=config.overwrite, warn=note
     ) as writer:
-        reader = FrameReader(info, batch_size=batch_size, stop=stages.stop)
-        threads = [
-            threading.Thread(
-                target=_decode_stage,
-                args=(reader, ring, decoded, stages),
-                daemon=True,
-                name="vidsr-decode",
-            ),
-            threading.Thread(
-                target=_encode_stage,
-                args=(writer, ring, upscaled, stages, info, progress),
-                daemon=True,
-                name="vidsr-encode",
-            ),
-        ]
-        for t in threads:
-            t.start()
-        try:
-            _model_stage(ring, decoded, upscaled, stages)
-        except BaseException as e:  # noqa: BLE001 - handed to the shared error slot
-            stages.fail(e)
-        finally:
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.1)
-        if stages.error is not None:
-            raise stages.error
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"cancelled: {src}")
+        reader = FrameReader(info, batch_size=batch_size)
+        _run_stages(reader, writer, engine, config, info, cancel=cancel, progress=progress)
         if writer.stats.frames == 0:
             raise InputError(f"{src}: no frame could be decoded")
     result.seconds = time.perf_counter() - t0
@@ -229,6 +151,55 @@ def upscale_file(
             f"({reader.repeated_frames} repeated the last good frame)"
         )
     return result
+
+
+def _run_stages(
+    reader: FrameReader,
+    writer: VideoWriter,
+    engine: Engine,
+    config: UpscaleConfig,
+    info: VideoInfo,
+    *,
+    cancel: threading.Event | None,
+    progress: Progress | None,
+) -> None:
+    """Decode and encode threads around the model stage on this thread; the first error wins."""
+    stages = _Stages(cancel)
+    reader.stop = stages.stop
+    batch_size = reader.batch_size
+    # Slots bound the memory between stages: the queues never hold more than the slots there are.
+    ring = SlotRing(
+        engine,
+        batch=batch_size,
+        height=info.height,
+        width=info.width,
+        dtype=torch.uint8 if working_format(info) == "rgb24" else torch.uint16,
+        slots=max(2, min(3, config.queue_frames // batch_size)),
+    )
+    decoded: queue.Queue = queue.Queue()
+    upscaled: queue.Queue = queue.Queue()
+    threads = [
+        threading.Thread(
+            target=_decode_stage, args=(reader, ring, decoded, stages), daemon=True,
+            name="vidsr-decode",
+        ),
+        threading.Thread(
+            target=_encode_stage, args=(writer, ring, upscaled, stages, info, progress),
+            daemon=True, name="vidsr-encode",
+        ),
+    ]  # fmt: skip
+    for t in threads:
+        t.start()
+    try:
+        _model_stage(ring, decoded, upscaled, stages)
+    except BaseException as e:  # noqa: BLE001 - handed to the shared error slot
+        stages.fail(e)
+    finally:
+        stages.join(threads)
+    if stages.error is not None:
+        raise stages.error
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"cancelled: {info.path}")
 
 
 def _decode_stage(reader: FrameReader, ring: SlotRing, out: queue.Queue, stages: _Stages) -> None:
@@ -288,72 +259,3 @@ def _encode_stage(
                 progress(done, info.frames)
     except BaseException as e:  # noqa: BLE001
         stages.fail(e)
-
-
-def list_videos(folder: Path) -> list[Path]:
-    """The videos directly inside `folder`, skipping our own outputs and temporary files."""
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file()
-        and p.suffix.lower() in VIDEO_EXTENSIONS
-        and not p.name.startswith(".")
-        and not p.stem.endswith("_x4")
-        and TEMP_MARKER not in p.name
-    )
-
-
-def plan_jobs(
-    input: Path, output: Path | None, container: str | None = None
-) -> list[tuple[Path, Path]]:
-    """(source, target) pairs for a file or a folder input."""
-    if not input.exists():
-        raise InputError(f"no such file or folder: {input}")
-    if input.is_dir():
-        if output is not None and output.exists() and not output.is_dir():
-            raise OutputError(f"{output} is a file; a folder input needs an output folder")
-        if output is not None:
-            try:
-                output.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise OutputError(f"cannot create output folder {output}: {e.strerror}") from None
-        videos = list_videos(input)
-        if not videos:
-            raise InputError(f"no videos in {input}")
-        return [(v, default_output(v, output, container)) for v in videos]
-    if output is not None and output.is_dir():
-        return [(input, default_output(input, output, container))]
-    return [(input, output or default_output(input, container=container))]
-
-
-def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> list[UpscaleResult]:
-    """The CLI's entry: a file or a folder, with rich progress and one summary line per file."""
-    from .report import Reporter
-
-    jobs = plan_jobs(Path(input), Path(output) if output is not None else None, config.container)
-    for suffix in {dst.suffix for _, dst in jobs}:
-        check_encode(config.encode, suffix)  # an impossible codec/container fails before any work
-    reporter = Reporter(quiet=config.quiet)
-    engines: dict[str, Engine] = {}  # by precision: >8-bit sources may need their own
-    results: list[UpscaleResult] = []
-    for src, dst in jobs:
-        try:
-            info = probe(src)  # a bad input is reported as such before any model is loaded
-            precision = precision_for(config, info)
-            if precision not in engines:
-                engines[precision] = build_engine(config, info)
-            engine = engines[precision]
-            with reporter.track(src) as progress:
-                result = upscale_file(
-                    src, dst, config, engine=engine, progress=progress, warn=reporter.warn
-                )
-            reporter.summary(result)
-        except VidsrError as e:
-            if len(jobs) == 1 or isinstance(e, Cancelled):
-                raise
-            result = UpscaleResult(src, dst, error=str(e))
-            reporter.error(f"{src.name}: {e}")
-        results.append(result)
-    if len(jobs) > 1:
-        reporter.totals(results)
-    return results

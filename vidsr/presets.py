@@ -12,7 +12,7 @@ installed package and the checkout read the same bytes.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,107 +22,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import EncodeConfig, UpscaleConfig
+from .config import CODEC_BOUND, OPTION_NAMES, OPTIONS, UpscaleConfig, build_upscale_config
 from .errors import VidsrError
 
-AUTO = "auto"
-
-
-def _choice(*allowed: str):
-    def check(v: Any) -> str:
-        if not isinstance(v, str) or v not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
-        return v
-
-    return check
-
-
-def _model(v: Any) -> str:
-    from .models import MODELS
-
-    return _choice(*MODELS)(v)
-
-
-def _batch(v: Any) -> int | str:
-    if v == AUTO:
-        return v
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError('expected a positive integer or "auto"')
-    return v
-
-
-def _tile(v: Any) -> int | str:
-    if v in (AUTO, "off"):
-        return v
-    if isinstance(v, bool) or not isinstance(v, int) or v < 16:
-        raise ValueError('expected "auto", "off" or a tile size of at least 16 pixels')
-    return v
-
-
-def _codec(v: Any) -> str:
-    from .media.encode import CODECS
-
-    return _choice(*CODECS)(v)
-
-
-def _crf(v: Any) -> int | None:
-    if v == AUTO:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 63:
-        raise ValueError('expected an integer from 0 to 63, or "auto"')
-    return v
-
-
-def _encoder_preset(v: Any) -> str | None:
-    if v == AUTO:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (str, int)):
-        raise ValueError('expected a name (x264: "veryfast"), a number (svtav1: 8) or "auto"')
-    return str(v)
-
-
-def _pix_fmt(v: Any) -> str | None:
-    import av
-
-    if v in ("source", AUTO):
-        return None
-    try:
-        av.VideoFormat(v)
-    except (TypeError, ValueError):
-        raise ValueError('expected "source" or an FFmpeg pixel format (yuv420p10le)') from None
-    return v
-
-
-def _container(v: Any) -> str:
-    from .media.encode import CONTAINERS
-
-    ext = v if isinstance(v, str) and v.startswith(".") else f".{v}"
-    if ext not in CONTAINERS:
-        raise ValueError(f"expected one of {', '.join(e[1:] for e in CONTAINERS)}")
-    return ext
+# The keys a preset may set: every upscale option a preset is allowed to choose, plus its text.
+PRESET_KEYS = tuple(o.name for o in OPTIONS if o.preset)
 
 
 def _description(v: Any) -> str:
     if not isinstance(v, str) or not v.strip() or "\n" in v.strip():
         raise ValueError("expected a one-line description")
     return v.strip()
-
-
-# key -> validator returning the normalised value (None: "auto", the codec's own default)
-KEYS = {
-    "description": _description,
-    "model": _model,
-    "precision": _choice("auto", "fp32", "bf16", "fp16"),
-    "batch_size": _batch,
-    "tile": _tile,
-    "codec": _codec,
-    "crf": _crf,
-    "encoder_preset": _encoder_preset,
-    "pix_fmt": _pix_fmt,
-    "container": _container,
-}
-# Values that belong to one codec: an explicit --codec that differs from the preset's drops them.
-CODEC_KEYS = ("crf", "encoder_preset", "pix_fmt")
 
 
 @dataclass(frozen=True)
@@ -135,9 +45,9 @@ class Preset:
     def describe(self) -> str:
         """The preset as `vidsr presets show` prints it: TOML the user could copy and edit."""
         lines = [f"# {self.name}: {self.source}", f"description = {_toml(self.description)}"]
+        shown = {"pix_fmt": "source", "container": "source"}
         lines += [
-            f"{k} = {_toml('source' if k == 'pix_fmt' and v is None else v)}"
-            for k, v in self.values.items()
+            f"{k} = {_toml(shown.get(k) if v is None else v)}" for k, v in self.values.items()
         ]
         return "\n".join(lines)
 
@@ -165,11 +75,15 @@ def parse_preset(text: str, *, name: str, source: str) -> Preset:
     except tomllib.TOMLDecodeError as e:
         raise VidsrError(f"preset {source}: not valid TOML ({e})") from None
     values: dict[str, Any] = {}
+    known = ("description", *PRESET_KEYS)
     for key, raw in data.items():
-        if key not in KEYS:
-            raise VidsrError(f"preset {source}: unknown key {key!r}; known keys: {', '.join(KEYS)}")
+        if key not in known:
+            raise VidsrError(
+                f"preset {source}: unknown key {key!r}; known keys: {', '.join(known)}"
+            )
+        parse = _description if key == "description" else OPTION_NAMES[key].parse
         try:
-            values[key] = KEYS[key](raw)
+            values[key] = parse(raw)
         except ValueError as e:
             raise VidsrError(f"preset {source}: bad value {raw!r} for {key!r}: {e}") from None
     if "description" not in values:
@@ -179,7 +93,11 @@ def parse_preset(text: str, *, name: str, source: str) -> Preset:
     # A preset must describe something that can run: ProRes into .webm fails here, by file name.
     from .media.encode import check_encode
 
-    check_encode(_encode_of(values), values.get("container", ".mkv"), where=f"preset {source}")
+    try:
+        encode = build_upscale_config(values).encode
+    except VidsrError as e:
+        raise VidsrError(f"preset {source}: {e}") from None
+    check_encode(encode, values.get("container") or ".mkv", where=f"preset {source}")
     return preset
 
 
@@ -210,45 +128,33 @@ def builtin_presets() -> list[Preset]:
     return [load_preset(name) for name in builtin_names()]
 
 
-def _encode_of(values: dict[str, Any]) -> EncodeConfig:
-    return EncodeConfig(
-        codec=values.get("codec", EncodeConfig.codec),
-        crf=values.get("crf"),
-        preset=values.get("encoder_preset"),
-        pix_fmt=values.get("pix_fmt"),
-    )
+def resolve_options(preset: Preset | None, given: dict[str, Any]) -> dict[str, Any]:
+    """Option values by precedence: given (not None) > preset > the option's default.
 
-
-_UPSCALE_FIELDS = {f.name for f in fields(UpscaleConfig)}
+    An explicit codec other than the preset's drops the preset's crf, encoder preset and pixel
+    format: they were chosen for the preset's codec.
+    """
+    values = dict(preset.values) if preset is not None else {}
+    given = {k: v for k, v in given.items() if v is not None}
+    if "codec" in given and given["codec"] != values.get("codec", given["codec"]):
+        for key in CODEC_BOUND:
+            values.pop(key, None)
+    values.update(given)
+    return values
 
 
 def build_config(preset: str | Path | Preset | None = None, **given: Any) -> UpscaleConfig:
-    """An UpscaleConfig from a preset and explicit values; `None` in `given` means "not given".
-
-    Precedence: explicit value > preset value > UpscaleConfig/EncodeConfig default. An explicit
-    `codec` other than the preset's drops the preset's crf, encoder_preset and pix_fmt (they
-    belong to the preset's codec). `encode`, when given, replaces every encoder setting.
-    """
-    values: dict[str, Any] = dict(load_preset(preset).values) if preset is not None else {}
-    given = {k: v for k, v in given.items() if v is not None}
-    if "codec" in given and given["codec"] != values.get("codec", given["codec"]):
-        for key in CODEC_KEYS:
-            values.pop(key, None)
-    values.update(given)
-    encode = values.pop("encode", None)
-    options = values.pop("options", None)
-    if encode is None:
-        encode = _encode_of(values)
-        if options:
-            encode = EncodeConfig(**{**encode.__dict__, "options": dict(options)})
-    for key in ("codec", "crf", "encoder_preset", "pix_fmt"):
-        values.pop(key, None)
-    if "container" in values:
-        values["container"] = _container(values["container"])
-    unknown = set(values) - _UPSCALE_FIELDS
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    return UpscaleConfig(**values, encode=encode)
+    """An UpscaleConfig from a preset and explicit values; `None` in `given` means "not given"."""
+    loaded = load_preset(preset) if preset is not None else None
+    return build_upscale_config(resolve_options(loaded, given))
 
 
-__all__ = ["KEYS", "Preset", "build_config", "builtin_names", "builtin_presets", "load_preset"]
+__all__ = [
+    "PRESET_KEYS",
+    "Preset",
+    "resolve_options",
+    "build_config",
+    "builtin_names",
+    "builtin_presets",
+    "load_preset",
+]

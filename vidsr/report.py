@@ -59,8 +59,8 @@ class Reporter:
             yield update
 
     def warn(self, msg: str) -> None:
-        if not self.quiet:
-            self.console.print(f"[yellow]warning:[/] {msg}")
+        # Not hidden by --quiet: it hides progress and summaries, never what went wrong.
+        self.console.print(f"[yellow]warning:[/] {msg}", markup=True, highlight=False)
 
     def error(self, msg: str) -> None:
         print(f"vidsr: error: {msg}", file=sys.stderr)

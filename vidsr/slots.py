@@ -74,10 +74,6 @@ class InSlot:
     n: int = 0  # frames filled
     pts: list[int] | None = None
 
-    @property
-    def frames(self) -> np.ndarray:
-        return self.host.numpy()
-
 
 @dataclass
 class OutSlot:
@@ -112,7 +108,6 @@ class SlotRing:
         slots: int = 3,
     ):
         self.engine = engine
-        self.batch = batch
         device = engine.device
         cuda = device.type == "cuda"
         self.h2d = Lane(device)

@@ -3,8 +3,12 @@
 Trust comes from three rules. A file is taken only after its size and mtime have held still for
 `stable_secs` (and the job itself first probes it as a video), so a copy in progress is never
 read. All state lives in the SQLite journal (vidsr.journal), written before and after each job,
-so a crash loses at most the job in flight, which is redone on restart. Outputs are written by
-upscale_video to a temp file renamed into place, so DIR never holds a half-written video.
+so a crash loses at most the job in flight, which is redone on restart. Jobs run through the one
+batch driver (vidsr.batch), whose outputs are written to a temp file renamed into place, so DIR
+never holds a half-written video. An existing file in DIR is never overwritten unless it is this
+input's own earlier output: a name another input (or an unknown file) holds gets a distinct name
+(`clip_x4-2.mkv`), logged. A file that does not open as a video is `skipped`, not retried, until
+it changes. A damaged journal is moved aside and rebuilt from the outputs that exist.
 
 File events (watchfiles) only wake the loop early; a periodic rescan is the ground truth, and
 with --poll (network filesystems, where events do not arrive) the rescan is all there is.
@@ -13,7 +17,6 @@ with --poll (network filesystems, where events do not arrive) the rescan is all 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import queue
@@ -23,16 +26,16 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api import upscale_video
+from .batch import VIDEO_EXTENSIONS, BatchRunner, default_output
 from .config import UpscaleConfig
 from .errors import Cancelled, InputError, OutputError, VidsrError
-from .journal import Journal, journal_path
-from .media.encode import TEMP_MARKER
-from .media.probe import probe
-from .pipeline import VIDEO_EXTENSIONS, UpscaleResult, default_output
+from .journal import Job, Journal, JournalDamaged, journal_path
+from .media.probe import VideoInfo, probe
+from .pipeline import UpscaleResult
+from .staging import is_temp_name, remove_stale
 
 log = logging.getLogger("vidsr.watch")
 
@@ -45,11 +48,7 @@ RESCAN_SECS = 30.0  # with file events, a full rescan still runs this often in c
 class WatchConfig:
     inbox: Path
     out: Path
-    model: str = "srgan"
-    preset: str | None = None
-    weights: Path | None = None
-    device: str = "auto"
-    precision: str = "auto"
+    upscale: UpscaleConfig = field(default_factory=UpscaleConfig)  # what every job runs with
     stable_secs: float = 5.0
     recursive: bool = False
     max_attempts: int = 3
@@ -75,15 +74,25 @@ def is_ignored_name(name: str) -> bool:
     return (
         name.startswith(".")
         or lower.endswith(PARTIAL_SUFFIXES)
-        or TEMP_MARKER in name
+        or is_temp_name(name)
         or Path(lower).suffix not in VIDEO_EXTENSIONS
     )
 
 
-def output_for(src: Path, inbox: Path, out: Path) -> Path:
+def output_for(src: Path, inbox: Path, out: Path, container: str | None = None) -> Path:
     """DIR/<subfolders of src under the inbox>/<stem>_x4<ext> (ext: .mkv if we cannot write it)."""
     rel = src.relative_to(inbox)
-    return default_output(Path(rel.name), out / rel.parent)
+    return default_output(Path(rel.name), out / rel.parent, container)
+
+
+def _printable(text: str) -> str:
+    """File names may hold CR, LF and other controls: escaped, one log line stays one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+class _EscapeControls(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return _printable(super().format(record))
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -109,13 +118,13 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _log_to(log_file: Path, *, console: bool) -> Iterator[None]:
+def _log_to(log_file: Path, *, console: bool, quiet: bool = False) -> Iterator[None]:
     handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")]
-    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handlers[0].setFormatter(_EscapeControls("%(asctime)s %(levelname)s %(message)s"))
     if console:
         handlers.append(logging.StreamHandler())
-        handlers[1].setFormatter(logging.Formatter("%(message)s"))
-        handlers[1].setLevel(logging.INFO)
+        handlers[1].setFormatter(_EscapeControls("%(message)s"))
+        handlers[1].setLevel(logging.WARNING if quiet else logging.INFO)
     old_level, old_propagate = log.level, log.propagate
     log.setLevel(logging.DEBUG)
     log.propagate = False
@@ -134,8 +143,8 @@ def _log_to(log_file: Path, *, console: bool) -> Iterator[None]:
 class Watcher:
     """The loop: notice files, wait for them to settle, queue them, run them, record the result.
 
-    Only the main thread touches the journal; worker threads just run upscale_video and hand
-    back a result or an exception through their futures.
+    Only the main thread touches the journal; worker threads just run the batch driver's
+    `run_one` and hand back a result or an exception through their futures.
     """
 
     def __init__(self, config: WatchConfig):
@@ -153,6 +162,8 @@ class Watcher:
         self._done = self._failed = 0
         self._signalled = False
         self.journal: Journal | None = None
+        self.runner = BatchRunner(config.upscale, cancel=self.cancel)
+        self.runner.reporter = _LogReporter()
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -166,23 +177,42 @@ class Watcher:
             raise OutputError("--on-done move:DIR must not be inside --out")
         if c.max_attempts < 1 or c.jobs < 1:
             raise InputError("--max-attempts and --jobs must be at least 1")
-        if c.preset is not None:
-            accepted = inspect.signature(upscale_video).parameters
-            if "preset" not in accepted and "preset" not in {f.name for f in fields(UpscaleConfig)}:
-                raise InputError("--preset is not supported by this vidsr build yet")
-        # Fail now, once, rather than on every file: unknown model, missing weights.
-        from .weights import load_generator
-
-        load_generator(c.model, c.weights)
+        # Fail now, once, rather than on every file: missing or damaged weights.
+        self.runner.preflight()
 
     def _recover(self) -> None:
         assert self.journal is not None
         for job in self.journal.recover(max_attempts=self.config.max_attempts):
             log.warning("%s: was running when the last watcher stopped; queued again", job.name)
-        for tmp in self.out.rglob(f"*{TEMP_MARKER}*"):
-            if tmp.is_file() and not _inside(tmp, self.out / ".vidsr"):
-                tmp.unlink(missing_ok=True)
-                log.info("removed the leftover temporary file %s", tmp)
+        # Only the temp files of dead writers: a `vidsr upscale` writing here now keeps its own.
+        remove_stale(self.out, recursive=True, log=log.info)
+
+    def _open_journal(self) -> Journal:
+        """The journal; a damaged one is moved aside and rebuilt from the outputs in DIR."""
+        path = journal_path(self.out)
+        try:
+            return Journal(path)
+        except JournalDamaged as e:
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{path}{suffix}")
+                if src.exists():
+                    os.replace(src, f"{aside}{suffix}")
+            log.warning("%s; moved aside to %s and rebuilt from the outputs in %s", e, aside.name,
+                        self.out)  # fmt: skip
+            journal = Journal(path)
+            self._adopt_outputs(journal)
+            return journal
+
+    def _adopt_outputs(self, journal: Journal) -> None:
+        """Inputs whose output already exists count as done: a lost journal redoes no work."""
+        for src in self._scan():
+            dst = output_for(src, self.inbox, self.out, self.config.upscale.container)
+            if dst.is_file():
+                st = src.stat()
+                name = str(src.relative_to(self.inbox))
+                journal.adopt(str(src), name, st.st_size, st.st_mtime_ns, str(dst))
+                log.info("%s: its output %s exists; counted as done", name, dst.name)
 
     # -- noticing files --------------------------------------------------------------------------
 
@@ -194,7 +224,9 @@ class Watcher:
         rel = path.relative_to(self.inbox)
         if not self.config.recursive and len(rel.parts) > 1:
             return False
-        return not any(p.startswith(".") for p in rel.parts[:-1]) and not is_ignored_name(path.name)
+        if any(p.startswith(".") for p in rel.parts[:-1]) or is_ignored_name(path.name):
+            return False
+        return path.is_file()  # a FIFO or device with a video's name would block the reader
 
     def _scan(self) -> Iterator[Path]:
         for root, dirs, files in os.walk(self.inbox):
@@ -295,38 +327,50 @@ class Watcher:
             if (st.st_size, st.st_mtime_ns) != (job.size, job.mtime_ns):
                 self._consider(src)  # it changed since it settled: wait for it again
                 continue
-            dst = output_for(src, self.inbox, self.out)
-            # Replace an existing output only when it is this input's own earlier result:
-            # a name clash with another file is an error, not a silent loss.
-            overwrite = job.output == str(dst)
             self.journal.start(job.path)
-            try:
-                # Part of "stable": a copy that paused longer than --stable-secs does not open
-                # yet. Checked here so such a file costs an attempt but never reaches the model.
-                probe(src)
-            except VidsrError as e:
-                self._record_failure(job.path, job.name, str(e))
+            info = self._probe(job, src)
+            if info is None:
                 continue
+            dst = self._target_for(job, src)
+            # Replace an existing output only when it is this input's own earlier result.
+            overwrite = job.output == str(dst)
             log.info("%s: upscaling -> %s (attempt %d)", job.name, dst, job.attempts + 1)
-            future = pool.submit(self._upscale, src, dst, overwrite)
+            future = pool.submit(self._upscale, src, dst, info, overwrite)
             future.add_done_callback(lambda _: self._wake.put(None))
             self._running[future] = (job.path, dst)
 
-    def _upscale(self, src: Path, dst: Path, overwrite: bool) -> UpscaleResult:
-        c = self.config
+    def _probe(self, job: Job, src: Path) -> VideoInfo | None:
+        """The file's VideoInfo, or None: skipped (not a video) without costing an attempt.
+
+        Part of "stable": a copy that paused longer than --stable-secs may not open yet; it is
+        looked at again as soon as it changes.
+        """
+        try:
+            return probe(src)
+        except InputError as e:
+            self.journal.skip(job.path, str(e))
+            log.warning("%s: skipped, it does not open as a video (%s); taken again when it "
+                        "changes", job.name, e)  # fmt: skip
+            return None
+
+    def _target_for(self, job: Job, src: Path) -> Path:
+        """The output name: this input's own earlier output, else the first name nobody holds."""
+        if job.output and _inside(Path(job.output), self.out):
+            return Path(job.output)
+        base = output_for(src, self.inbox, self.out, self.config.upscale.container)
+        dst, n = base, 1
+        while self.journal.owner_of(str(dst)) not in (None, job.path) or dst.exists():
+            n += 1
+            dst = base.with_name(f"{base.stem}-{n}{base.suffix}")
+        if dst != base:
+            owner = self.journal.owner_of(str(base))
+            held = f"held by {Path(owner).name}" if owner else "an existing file"
+            log.warning("%s: %s is %s; writing %s", job.name, base.name, held, dst.name)
+        return dst
+
+    def _upscale(self, src: Path, dst: Path, info: VideoInfo, overwrite: bool) -> UpscaleResult:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        extra = {"preset": c.preset} if c.preset is not None else {}
-        return upscale_video(
-            src,
-            dst,
-            c.model,
-            weights=c.weights,
-            overwrite=overwrite,
-            device=c.device,
-            precision=c.precision,
-            cancel=self.cancel,
-            **extra,
-        )
+        return self.runner.run_one(src, dst, info=info, overwrite=overwrite)
 
     def _collect(self) -> None:
         for future in [f for f in self._running if f.done()]:
@@ -432,8 +476,8 @@ class Watcher:
             raise OutputError(f"cannot create {state_dir}: {e.strerror}") from None
         with (
             _exclusive(state_dir / "watch.lock"),
-            _log_to(state_dir / "watch.log", console=True),
-            Journal(journal_path(self.out)) as journal,
+            _log_to(state_dir / "watch.log", console=True, quiet=self.config.upscale.quiet),
+            self._open_journal() as journal,
             self._signals(),
         ):
             self.journal = journal
@@ -486,6 +530,13 @@ class Watcher:
             self._events_stop.set()
             if events is not None:
                 events.join(timeout=3)
+
+
+class _LogReporter:
+    """The batch driver's warnings go to the watch log."""
+
+    def warn(self, msg: str) -> None:
+        log.warning("%s", msg)
 
 
 def watch(config: WatchConfig) -> WatchSummary:

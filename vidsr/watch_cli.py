@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cli import friendly_errors
+from .cli_options import options_from, upscale_options
 
 
 def _on_done(ctx, param, value: str) -> tuple[str, Path | None]:
@@ -22,7 +22,7 @@ def _on_done(ctx, param, value: str) -> tuple[str, Path | None]:
     raise click.BadParameter("use keep, delete or move:DIR")
 
 
-@click.command()
+@click.command(context_settings={"show_default": True})
 @click.argument("inbox", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "-o",
@@ -31,22 +31,7 @@ def _on_done(ctx, param, value: str) -> tuple[str, Path | None]:
     required=True,
     help="Folder for the upscaled videos; the journal and log go in OUT/.vidsr/.",
 )
-@click.option(
-    "--model",
-    default=None,
-    help="srresnet, srgan, fast or bicubic (default: the preset's, or srgan).",
-)
-@click.option("--preset", default=None, help="A preset name or TOML file (as for `vidsr upscale`).")
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="A state_dict or `vidsr train` checkpoint instead of the shipped weights.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option(
-    "--precision", default=None, help="auto, fp32, bf16 or fp16 (default: the preset's, or auto)."
-)
+@upscale_options(exclude=("overwrite",))
 @click.option(
     "--stable-secs",
     type=click.FloatRange(min=0),
@@ -98,64 +83,34 @@ def _on_done(ctx, param, value: str) -> tuple[str, Path | None]:
 @click.option(
     "--poll", is_flag=True, help="Rescan instead of relying on file events (network filesystems)."
 )
-@friendly_errors
-def watch(
-    inbox,
-    out,
-    model,
-    preset,
-    weights,
-    device,
-    precision,
-    stable_secs,
-    recursive,
-    max_attempts,
-    retry_delay,
-    jobs,
-    once,
-    drain,
-    on_done,
-    poll,
-):
+@click.pass_context
+def watch(ctx, inbox, out, on_done, **params):
     """Upscale every video that lands in INBOX into OUT, once, surviving crashes and restarts.
 
-    SIGINT/SIGTERM stop within seconds with exit code 0: the file in progress is abandoned with
-    no partial output (or finished, with --drain) and runs again on the next start.
+    Every upscale option (and --preset) works as for `vidsr upscale`. SIGINT/SIGTERM stop within
+    seconds with exit code 0: the file in progress is abandoned with no partial output (or
+    finished, with --drain) and runs again on the next start.
     """
-    from .presets import build_config
+    from .config import build_upscale_config
     from .watch import WatchConfig
     from .watch import watch as run_watch
 
-    # A preset's model and precision apply unless given here; resolved once, up front, so the
-    # watcher checks the weights of the model it will really run.
-    resolved = build_config(preset, model=model, precision=precision)
-    model, precision = resolved.model, resolved.precision
+    upscale = build_upscale_config(options_from(ctx, params))
     action, move_to = on_done
-    config = WatchConfig(
-        inbox=inbox,
-        out=out,
-        model=model,
-        preset=preset,
-        weights=weights,
-        device=device,
-        precision=precision,
-        stable_secs=stable_secs,
-        recursive=recursive,
-        max_attempts=max_attempts,
-        retry_delay=retry_delay,
-        jobs=jobs,
-        once=once,
-        drain=drain,
-        on_done=action,
-        move_to=move_to,
-        poll=poll,
-    )
+    config = WatchConfig(inbox=inbox, out=out, upscale=upscale, on_done=action, move_to=move_to,
+                         **params)  # fmt: skip
     summary = run_watch(config)
-    if once and summary.failed and not summary.stopped_by_signal:
+    if config.once and summary.failed and not summary.stopped_by_signal:
         sys.exit(1)
 
 
-_STATE_STYLE = {"done": "green", "failed": "red", "running": "cyan", "queued": "yellow"}
+_STATE_STYLE = {
+    "done": "green",
+    "failed": "red",
+    "running": "cyan",
+    "queued": "yellow",
+    "skipped": "dim",
+}
 
 
 @click.command()
@@ -167,22 +122,30 @@ _STATE_STYLE = {"done": "green", "failed": "red", "running": "cyan", "queued": "
     help="The output folder of a `vidsr watch`.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON.")
-@friendly_errors
 def jobs(out, as_json):
     """Show the job journal of a watched output folder: file, state, attempts, error, fps."""
-    from .journal import Journal, journal_path
+    from .errors import OutputError
+    from .journal import Journal, JournalDamaged, journal_path
 
-    with Journal(journal_path(out), readonly=True) as journal:
-        rows = journal.jobs()
+    try:
+        with Journal(journal_path(out), readonly=True) as journal:
+            rows = journal.jobs()
+    except JournalDamaged as e:
+        raise OutputError(
+            f"{e}; the next `vidsr watch INBOX --out {out}` moves it aside and rebuilds it "
+            "from the outputs there"
+        ) from None
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("file", "state", "attempts", "error", "fps")
     for r in rows:
         style = _STATE_STYLE.get(r.state, "")
         fps = f"{r.fps:.1f}" if r.fps is not None else ""
-        table.add_row(r.name, f"[{style}]{r.state}[/]", str(r.attempts), r.last_error or "", fps)
+        state = Text(r.state, style=style)  # Text, not markup: names may hold [brackets]
+        table.add_row(Text(r.name), state, str(r.attempts), Text(r.last_error or ""), fps)
     Console().print(table)

@@ -21,19 +21,12 @@ from av.video.reformatter import Interpolation
 
 from ..config import EncodeConfig
 from ..errors import OutputError
+from ..staging import TEMP_MARKER, WriterLock, temp_path_for
 from .probe import RANGE_NAMES, MasteringDisplay, VideoInfo
 
-TEMP_MARKER = ".vidsr-tmp"
 _SWS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 # Container-level tags the muxer writes itself; copying them would describe the wrong file.
 _MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
-
-
-def temp_path_for(dst: Path) -> Path:
-    """The hidden file beside `dst` that is written first (keeps the extension: it picks the
-    muxer).
-    """
-    return dst.with_name(f".{dst.stem}{TEMP_MARKER}-{os.getpid()}{dst.suffix}")
 
 
 # The containers we write, by extension, and the FFmpeg muxer behind each.
@@ -265,6 +258,7 @@ class VideoWriter:
         self._side_iter = None
         self._pending = None  # the next side packet, read ahead of time
         self._format = "rgb24" if info.bit_depth <= 8 else "rgb48le"
+        self._lock: WriterLock | None = None
 
     # -- setup ---------------------------------------------------------------------------------
     def __enter__(self) -> VideoWriter:
@@ -275,8 +269,10 @@ class VideoWriter:
         if not os.access(self.dst.parent, os.W_OK | os.X_OK):
             raise OutputError(f"output folder is not writable: {self.dst.parent}")
         try:
+            self._lock = WriterLock(self.tmp)  # a later run must not take us for a dead writer
             self._out = av.open(str(self.tmp), "w")
         except ValueError:
+            self._cleanup()
             raise OutputError(
                 f"unknown container for {self.dst.name}: use .mp4, .mkv, .mov or .webm"
             ) from None
@@ -434,6 +430,7 @@ class VideoWriter:
             self._out = None
             self._close_src()
             self._commit()
+            self._release()
         except BaseException:
             self._cleanup()
             raise
@@ -477,6 +474,12 @@ class VideoWriter:
             self.tmp.unlink(missing_ok=True)
         except OSError:
             pass
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def _codec_id_name(encoder: str) -> str:

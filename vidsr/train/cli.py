@@ -10,8 +10,6 @@ from pathlib import Path
 
 import click
 
-from ..cli import friendly_errors
-
 _dir = click.Path(path_type=Path, exists=True, file_okay=False)
 _file = click.Path(path_type=Path, dir_okay=False)
 
@@ -93,7 +91,6 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.option("--seed", type=int, help="Seed for init, crops and degradations.")
 @click.option("--tensorboard", is_flag=True, default=None, help="Also log to OUT/tb.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bar.")
-@friendly_errors
 def train(recipe, **flags):
     """Train or fine-tune a model from a recipe (torchrun-ready for several GPUs)."""
     from rich.console import Console
@@ -126,7 +123,6 @@ def train(recipe, **flags):
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON line: psnr_y, ssim_y, images."
 )
-@friendly_errors
 def evaluate(model, weights, data, device, precision, shave, as_json):
     """PSNR and SSIM on the Y channel (BT.601) of a model on a benchmark folder."""
     from rich.console import Console
@@ -178,7 +174,6 @@ def evaluate(model, weights, data, device, precision, shave, as_json):
 )
 @click.option("-o", "--out", type=_file, required=True, help="The fp16 state_dict file to write.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-@friendly_errors
 def export(checkpoint, model, out, force):
     """Write a checkpoint's EMA weights as a small fp16 state_dict (as the shipped ones)."""
     from .export import export_weights

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from media import make_clip, read_video
+from media import make_clip
 
 import vidsr
 from vidsr.batch import BatchRunner

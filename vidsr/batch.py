@@ -9,6 +9,8 @@ A distributed worker calls `run_one` per task exactly as the watcher does.
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,10 +32,42 @@ VIDEO_EXTENSIONS = frozenset(
 OUTPUT_EXTENSIONS = frozenset((".mp4", ".m4v", ".mkv", ".mov", ".webm"))
 
 
-def default_output(src: Path, out_dir: Path | None = None, container: str | None = None) -> Path:
-    """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type."""
+_OUR_OUTPUT = re.compile(r"_x\d+(\.\d+)?(-\d+)?$")  # clip_x4, clip_x2.5, clip_x4-2: our own outputs
+
+
+def default_output(
+    src: Path, out_dir: Path | None = None, container: str | None = None, tag: str = "x4"
+) -> Path:
+    """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type.
+
+    `tag` is the final scale (`output_tag`): a 2x model writes `clip_x2.mp4`.
+    """
     suffix = src.suffix.lower() if src.suffix.lower() in OUTPUT_EXTENSIONS else ".mkv"
-    return (out_dir or src.parent) / f"{src.stem}_x4{container or suffix}"
+    return (out_dir or src.parent) / f"{src.stem}_{tag}{container or suffix}"
+
+
+@functools.cache
+def _file_scale(path: str, mtime_ns: int) -> int:
+    from .community import describe, read_state_dict, vidsr_model_of
+
+    name = vidsr_model_of(read_state_dict(Path(path)))
+    if name is not None:
+        from .models import MODELS
+
+        return int(MODELS[name].arch.get("scale", 4))
+    return describe(Path(path)).scale
+
+
+def output_tag(config: UpscaleConfig) -> str:
+    """ "x4", "x2", "x1.5": the factor from source to output, for output names."""
+    if config.outscale is not None:
+        return f"x{config.outscale:g}"
+    if config.model == "auto" and config.weights is not None and config.weights.is_file():
+        return f"x{_file_scale(str(config.weights), config.weights.stat().st_mtime_ns)}"
+    from .models import MODELS
+
+    spec = MODELS.get(config.model)
+    return f"x{spec.arch.get('scale', 4) if spec else 4}"
 
 
 def list_videos(folder: Path) -> list[Path]:
@@ -47,15 +81,15 @@ def list_videos(folder: Path) -> list[Path]:
         if p.suffix.lower() in VIDEO_EXTENSIONS
         and p.is_file()
         and not p.name.startswith(".")
-        and not p.stem.endswith("_x4")
+        and not _OUR_OUTPUT.search(p.stem)
         and not is_temp_name(p.name)
     )
 
 
 def plan_jobs(
-    input: Path, output: Path | None, container: str | None = None
+    input: Path, output: Path | None, container: str | None = None, tag: str = "x4"
 ) -> list[tuple[Path, Path]]:
-    """(source, target) pairs for a file or a folder input."""
+    """(source, target) pairs for a file or a folder input; `tag` as for default_output."""
     if not input.exists():
         raise InputError(f"no such file or folder: {input}")
     if input.is_dir():
@@ -69,10 +103,10 @@ def plan_jobs(
         videos = list_videos(input)
         if not videos:
             raise InputError(f"no videos in {input}")
-        return [(v, default_output(v, output, container)) for v in videos]
+        return [(v, default_output(v, output, container, tag)) for v in videos]
     if output is not None and output.is_dir():
-        return [(input, default_output(input, output, container))]
-    return [(input, output or default_output(input, container=container))]
+        return [(input, default_output(input, output, container, tag))]
+    return [(input, output or default_output(input, container=container, tag=tag))]
 
 
 def check_target(src: Path, dst: Path, config: UpscaleConfig) -> None:
@@ -98,7 +132,8 @@ class EngineCache:
 
     def get(self, config: UpscaleConfig, info: VideoInfo | None = None) -> Engine:
         precision = precision_for(config, info)
-        key = (config.model, str(config.weights), config.device, config.tile, precision)
+        key = (config.model, str(config.weights), config.device, config.tile, config.outscale,
+               precision)  # fmt: skip
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
@@ -107,12 +142,16 @@ class EngineCache:
 
 
 def _build_engine(config: UpscaleConfig, precision: str) -> Engine:
-    from .weights import load_generator
+    from .community import load_any
 
-    model, record = load_generator(config.model, config.weights)
-    value_range = record.value_range if record is not None else (0.0, 1.0)
+    model, value_range = load_any(config.model, config.weights)
     return Engine(
-        model, device=config.device, precision=precision, value_range=value_range, tile=config.tile
+        model,
+        device=config.device,
+        precision=precision,
+        value_range=value_range,
+        tile=config.tile,
+        outscale=config.outscale,
     )
 
 
@@ -199,7 +238,8 @@ def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> lis
     """The CLI's entry: a file or a folder, with rich progress and one summary line per file."""
     from .report import Reporter
 
-    jobs = plan_jobs(Path(input), Path(output) if output is not None else None, config.container)
+    out = Path(output) if output is not None else None
+    jobs = plan_jobs(Path(input), out, config.container, output_tag(config))
     for suffix in {dst.suffix for _, dst in jobs}:
         check_encode(config.encode, suffix)  # an impossible codec/container fails before any work
     runner = BatchRunner(config, reporter=Reporter(quiet=config.quiet))
@@ -213,6 +253,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "check_target",
     "default_output",
+    "output_tag",
     "list_videos",
     "plan_jobs",
     "upscale_path",

@@ -206,6 +206,43 @@ def presets_show(name):
     click.echo(load_preset(name).describe())
 
 
+@main.command()
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+def models(file):
+    """The built-in models and the architectures a model file may have; with FILE, what it is."""
+    from .models import MODELS
+    from .weights import SHIPPED
+
+    if file is None:
+        from .community import known_architectures
+
+        click.echo("built-in (--model NAME):")
+        for name, spec in MODELS.items():
+            ships = "shipped weights" if name in SHIPPED else "no weights needed"
+            ships = ships if name in SHIPPED or not spec.trainable else "bring --weights"
+            click.echo(f"  {name:<10} x{spec.arch.get('scale', 4)}  {spec.description} ({ships})")
+        click.echo("model files (--model FILE or --weights FILE; .pth, .pt, .safetensors), via "
+                   "spandrel:")  # fmt: skip
+        click.echo("  " + ", ".join(known_architectures()))
+        return
+    from .community import describe, read_state_dict, vidsr_model_of
+
+    name = vidsr_model_of(read_state_dict(file))
+    if name is not None:
+        spec = MODELS[name]
+        click.echo(
+            f"{file}: vidsr {name} weights (x{spec.arch.get('scale', 4)}, {spec.description})"
+        )
+        return
+    info = describe(file)
+    size = f", input a multiple of {info.multiple_of} px" if info.multiple_of > 1 else ""
+    size += f", at least {info.minimum} px" if info.minimum > 1 else ""
+    click.echo(
+        f"{file}: {info.architecture} ({info.purpose}), x{info.scale}, "
+        f"{info.parameters / 1e6:.2f} M parameters, precisions {'/'.join(info.precisions)}{size}"
+    )
+
+
 # Commands that live in their own modules; they import nothing back from this one.
 from .train.cli import evaluate as _evaluate  # noqa: E402
 from .train.cli import export as _export  # noqa: E402

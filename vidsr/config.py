@@ -38,12 +38,35 @@ def _int(v: Any) -> int:
     raise ValueError(f"expected a number, got {v!r}")
 
 
-def parse_model(v: Any) -> str:
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+DEFAULT_MODEL = "srgan"  # what `vidsr upscale clip.mp4` runs (README, Models, says why)
+
+
+def parse_model(v: Any) -> str | None:
+    """A registry name, "auto" (the architecture of --weights), or a model file's path."""
     from .models import MODELS
 
-    if not isinstance(v, str) or v not in MODELS:
-        raise ValueError(f"unknown model {v!r}; choose from {', '.join(MODELS)}")
-    return v
+    if v is None:
+        return None
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, str) and (v in MODELS or v == AUTO):
+        return v
+    if isinstance(v, str) and (v.lower().endswith(WEIGHT_SUFFIXES) or Path(v).is_file()):
+        return v
+    raise ValueError(f"unknown model {v!r}; choose from {', '.join(MODELS)}, or give a model file")
+
+
+def parse_outscale(v: Any) -> float | None:
+    if v is None or v == AUTO:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number (2, 1.5), got {v!r}") from None
+    if not 0.25 <= x <= 16:
+        raise ValueError(f"expected a factor from 0.25 to 16, got {v!r}")
+    return x
 
 
 def parse_device(v: Any) -> str:
@@ -163,10 +186,15 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", ("--model",), "srgan, srresnet, fast or bicubic.", parse_model, "srgan",
-           metavar="NAME"),
-    Option("weights", ("--weights",), "A state_dict or `vidsr train` checkpoint to use instead "
-           "of the shipped weights.", parse_path, None, preset=False, metavar="FILE"),
+    Option("model", ("--model",), "srgan, srresnet, fast, bicubic, or a model file (any "
+           "architecture `vidsr models` lists).  [default: srgan; with --weights: the file's]",
+           parse_model, None, metavar="NAME|FILE"),
+    Option("weights", ("--weights",), "Weights for --model: a `vidsr train` checkpoint or export, "
+           "or a community model file (.pth, .safetensors).", parse_path, None, preset=False,
+           metavar="FILE"),
+    Option("outscale", ("--outscale",), "Final size as a factor of the source (2 with a 4x model: "
+           "1080p -> 4K); the model runs at its own scale, then an antialiased resize.  [default: "
+           "the model's scale]", parse_outscale, None, metavar="S"),
     Option("device", ("--device",), "auto, cpu, cuda or cuda:N.", parse_device, "auto"),
     Option("precision", ("--precision",), "auto, fp32, bf16 or fp16.", parse_precision, "auto"),
     Option("batch_size", ("--batch-size",), "Frames per model call, or auto (what fits the free "
@@ -232,8 +260,9 @@ class UpscaleConfig:
     Built once and validated here: every value is normalised by its Option's parser.
     """
 
-    model: str = "srgan"
+    model: str | None = None  # None: DEFAULT_MODEL, or "auto" when weights are given
     weights: Path | None = None
+    outscale: float | None = None  # None: the model's own scale
     overwrite: bool = False
     device: str = "auto"
     precision: str = "auto"
@@ -248,11 +277,24 @@ class UpscaleConfig:
         for opt in OPTIONS:
             if not opt.encode:
                 object.__setattr__(self, opt.target, _checked(opt, getattr(self, opt.target)))
-        if self.weights is not None:
-            from .models import MODELS
+        self._resolve_model()
 
-            if not MODELS[self.model].trainable:
-                raise ConfigError("--weights", f"the {self.model} model takes no weights")
+    def _resolve_model(self) -> None:
+        from .models import MODELS
+
+        model = self.model
+        if model is not None and model not in MODELS and model != AUTO:  # a model file
+            if self.weights is not None and Path(model) != self.weights:
+                raise ConfigError("--model", "a model file and a different --weights file")
+            object.__setattr__(self, "weights", Path(model))
+            model = AUTO
+        if model is None:
+            model = AUTO if self.weights is not None else DEFAULT_MODEL
+        if model == AUTO and self.weights is None:
+            raise ConfigError("--model", "auto needs --weights FILE (or --model FILE)")
+        if self.weights is not None and model != AUTO and not MODELS[model].trainable:
+            raise ConfigError("--weights", f"the {model} model takes no weights")
+        object.__setattr__(self, "model", model)
         if self.queue_frames < 1:
             raise ConfigError("queue_frames", "must be at least 1")
 

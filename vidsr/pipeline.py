@@ -133,8 +133,9 @@ def upscale_file(
     engine.warn = note
     batch_size = resolve_batch_size(engine, config.batch_size, info)
     t0 = time.perf_counter()
+    size = engine.output_size(info.height, info.width)
     with VideoWriter(
-        info, dst, config.encode, scale=engine.scale, overwrite=config.overwrite, warn=note
+        info, dst, config.encode, size=size, overwrite=config.overwrite, warn=note
     ) as writer:
         reader = FrameReader(info, batch_size=batch_size)
         _run_stages(reader, writer, engine, config, info, cancel=cancel, progress=progress)

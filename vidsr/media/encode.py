@@ -240,6 +240,7 @@ class VideoWriter:
         encode: EncodeConfig,
         *,
         scale: int = 4,
+        size: tuple[int, int] | None = None,
         overwrite: bool = False,
         warn=None,
     ):
@@ -248,6 +249,8 @@ class VideoWriter:
         self.tmp = temp_path_for(self.dst)
         self.encode_config = encode
         self.scale = scale
+        # (height, width) of the frames written; default: the source's times `scale`
+        self.size = size or (info.height * scale, info.width * scale)
         self.overwrite = overwrite
         self.stats = WriteStats()
         self._warn = warn or (lambda msg: None)
@@ -295,8 +298,7 @@ class VideoWriter:
         check_encode(cfg, self.dst.suffix)
         rate = info.average_rate or Fraction(25)
         stream = self._out.add_stream(cfg.codec, rate=rate)
-        stream.width = info.width * self.scale
-        stream.height = info.height * self.scale
+        stream.height, stream.width = self.size
         stream.pix_fmt = choose_pix_fmt(cfg.codec, info, cfg.pix_fmt)
         depth = max(c.bits for c in av.VideoFormat(stream.pix_fmt).components)
         if depth < info.bit_depth and cfg.pix_fmt is None:

@@ -133,8 +133,14 @@ def upscale(ctx, input, output, **params):
 @click.option(
     "--threads", type=int, default=None, help="CPU threads for the model.  [default: cores]"
 )
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A model file (any architecture `vidsr models` lists) instead of --model.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line and nothing else.")
-def bench(model, size, frames, device, precision, batch_size, tile, repeat, threads, as_json):
+def bench(model, size, frames, device, precision, batch_size, tile, repeat, threads, weights,
+          as_json):  # fmt: skip
     """Throughput: model alone, decode, encode and the whole pipeline, on a generated clip."""
     import json
     from dataclasses import asdict
@@ -157,13 +163,15 @@ def bench(model, size, frames, device, precision, batch_size, tile, repeat, thre
         tile=tile,
         repeat=repeat,
         threads=threads,
+        weights=weights,
     )
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
+    what = f"{weights}" if weights else f"{model} (random weights: speed does not depend on them)"
     click.echo(
-        f"vidsr bench: {model} (random weights: speed does not depend on them), "
-        f"{result.size} -> 4x, {result.device}, {result.precision}, batch {result.batch_size}"
+        f"vidsr bench: {what}, {result.size} -> x{result.scale}, {result.device}, "
+        f"{result.precision}, batch {result.batch_size}"
     )
     for name in ("model", "decode", "encode", "pipeline"):
         click.echo(f"  {name + ' fps':<14}{getattr(result, name + '_fps'):>9.2f}")

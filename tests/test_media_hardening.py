@@ -4,6 +4,10 @@ encoder cannot take, truncated sources, FIFOs, second video streams, dangling sy
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
 from fractions import Fraction
 
 import av
@@ -20,6 +24,7 @@ from media import (
 
 import vidsr
 from vidsr.cli import main
+from vidsr.errors import InputError
 from vidsr.media.decode import FrameReader
 from vidsr.media.probe import probe
 
@@ -182,3 +187,39 @@ def test_avi_counting_milliseconds_is_not_called_truncated(tmp_path, vfr):
     _, _, reader = read_all(src)
     assert reader.frames_out == 50 and not reader.truncated
     assert reader.damage_summary() is None
+
+
+# -- item 8: a FIFO, socket or device is refused at once -----------------------------------------
+
+
+def _unblock_later(fifo, after=5.0):
+    """Should probe block in open(), a writer that comes and goes releases it: no hang."""
+
+    def release():
+        time.sleep(after)
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass  # nobody is reading: nothing to release
+
+    threading.Thread(target=release, daemon=True).start()
+
+
+def test_fifo_input_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "in.mp4"
+    os.mkfifo(fifo)
+    _unblock_later(fifo)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="FIFO"):
+        probe(fifo)
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_socket_and_device_inputs_are_refused(tmp_path):
+    sock_path = tmp_path / "in.mkv"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock_path))
+        with pytest.raises(InputError, match="socket"):
+            probe(sock_path)
+    with pytest.raises(InputError, match="character device"):
+        probe("/dev/null")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -97,6 +99,9 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputError(f"no such file: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a video file")
+    kind = _special_kind(path)
+    if kind:  # opening one would wait for a writer (a FIFO) or read without end (a device)
+        raise InputError(f"{path} is a {kind}, not a regular file; vidsr reads video files")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -151,6 +156,21 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputError(f"{path} is not a readable video ({_reason(e)})") from None
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read {path}: {e}") from None
+
+
+def _special_kind(path: Path) -> str | None:
+    """What a non-regular file is (FIFO, device, socket); None for a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # probing reports what is wrong with it
+    kinds = {
+        stat.S_ISFIFO: "FIFO (named pipe)",
+        stat.S_ISCHR: "character device",
+        stat.S_ISBLK: "block device",
+        stat.S_ISSOCK: "socket",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), None)
 
 
 def _first_frame(container, stream):

@@ -4,8 +4,10 @@ encoder cannot take, truncated sources, FIFOs, second video streams, dangling sy
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import subprocess
 import threading
 import time
 from fractions import Fraction
@@ -24,8 +26,10 @@ from media import (
 
 import vidsr
 from vidsr.cli import main
-from vidsr.errors import InputError
+from vidsr.config import EncodeConfig
+from vidsr.errors import InputError, OutputError
 from vidsr.media.decode import FrameReader
+from vidsr.media.encode import TEMP_MARKER, check_frame_size, check_output_path
 from vidsr.media.probe import probe
 
 
@@ -150,6 +154,31 @@ def test_a_repeated_pts_keeps_both_pictures(tmp_path):
     assert reader.repeated_frames == 0
 
 
+# -- item 1: a frame size the encoder cannot take is refused before any work ---------------------
+
+
+def test_frame_size_the_encoder_cannot_take_is_one_line(tmp_path):
+    src = tmp_path / "wide.mkv"  # 4:4:4 allows the odd width; x4 makes 16388x64
+    make_clip(src, width=4097, height=16, frames=2, audio=False, vfr=False, pix_fmt="yuv444p")
+    dst = tmp_path / "wide_x4.mkv"
+    r = upscale_cli(src, dst)
+    assert r.exit_code == OutputError.exit_code, r.output
+    assert "Traceback" not in r.output and r.stderr.strip().count("\n") == 0
+    assert "16388x64" in r.stderr and "libx264" in r.stderr
+    assert leftovers(tmp_path, "wide.mkv") == []
+
+
+def test_check_frame_size_asks_the_encoder(tmp_path):
+    src = tmp_path / "small.mp4"
+    make_clip(src, frames=2, audio=False)
+    info = probe(src)
+    check_frame_size(EncodeConfig(), info, 4)  # 256x192: fine
+    huge = dataclasses.replace(info, width=8192, height=8192)
+    for codec in ("libx264", "ffv1"):
+        with pytest.raises(OutputError, match=rf"{codec} cannot encode 32768x32768"):
+            check_frame_size(EncodeConfig(codec=codec), huge, 4)
+
+
 # -- item 7: a truncated source says what was announced and what came out ------------------------
 
 
@@ -223,3 +252,80 @@ def test_socket_and_device_inputs_are_refused(tmp_path):
             probe(sock_path)
     with pytest.raises(InputError, match="character device"):
         probe("/dev/null")
+
+
+# -- item 10: second video stream, dangling symlink, disk full at start --------------------------
+
+
+def test_second_video_stream_is_named_in_a_warning(tmp_path):
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as out:
+        streams = []
+        for w, h in ((64, 48), (32, 16)):
+            v = out.add_stream("libx264", rate=25)
+            v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+            streams.append(v)
+        for i in range(4):
+            for v in streams:
+                f = av.VideoFrame.from_ndarray(pattern(i, v.width, v.height), format="rgb24")
+                f.pts = i
+                out.mux(v.encode(f))
+        for v in streams:
+            out.mux(v.encode(None))
+    result = vidsr.upscale_video(src, tmp_path / "two_x4.mkv", model="bicubic")
+    said = [w for w in result.warnings if "video stream" in w]
+    assert len(said) == 1 and "stream #1" in said[0] and "dropped" in said[0], result.warnings
+
+
+def test_dangling_symlink_output_is_refused_before_work(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_clip(src, frames=4, audio=False)
+    dst = tmp_path / "out.mkv"
+    dst.symlink_to(tmp_path / "gone" / "target.mkv")
+    with pytest.raises(OutputError, match="symlink"):
+        check_output_path(dst)
+    decoded = []
+    original = FrameReader.__iter__
+
+    def spy(self):
+        decoded.append(self.info.path)
+        return original(self)
+
+    FrameReader.__iter__ = spy
+    try:
+        with pytest.raises(OutputError, match="symlink.*does not exist"):
+            vidsr.upscale_video(src, dst, model="bicubic")
+    finally:
+        FrameReader.__iter__ = original
+    assert decoded == []  # refused before a frame was decoded
+    assert dst.is_symlink() and not dst.exists()  # the link is left as it was
+    assert not [p for p in tmp_path.iterdir() if TEMP_MARKER in p.name]
+
+
+def test_disk_full_at_start_is_one_line(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_clip(src, frames=4, audio=False)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {r.stderr.strip()}")
+    try:
+        (disk / "filler").write_bytes(b"\0" * 64 * 1024)  # the disk is full before we start
+        with pytest.raises(OutputError, match="disk full"):
+            check_output_path(disk / "out.mp4")
+        for ext in (".mp4", ".mkv"):  # mp4 writes its header at once, mkv buffers it
+            dst = disk / f"out{ext}"
+            r = upscale_cli(src, dst)
+            assert r.exit_code == OutputError.exit_code, r.output
+            assert "Traceback" not in r.output and r.stderr.strip().count("\n") == 0
+            assert "disk full" in r.stderr
+            assert leftovers(disk) == ["filler"]
+        assert subprocess.run(["umount", str(disk)], check=False).returncode == 0  # nothing open
+    finally:
+        if os.path.ismount(disk):
+            subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -146,11 +146,8 @@ def upscale_file(
     result.fps = result.frames / result.seconds if result.seconds else 0.0
     result.output_bytes = dst.stat().st_size
     result.corrupt_frames = reader.repeated_frames + reader.corrupt_frames
-    if result.corrupt_frames:
-        note(
-            f"{result.corrupt_frames} frame(s) were damaged in the source "
-            f"({reader.repeated_frames} repeated the last good frame)"
-        )
+    if reader.damage_summary():
+        note(reader.damage_summary())
     return result
 
 

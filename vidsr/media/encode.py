@@ -11,11 +11,12 @@ from __future__ import annotations
 import errno
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 from av.video.reformatter import Interpolation
 
@@ -103,6 +104,86 @@ def check_encode(encode: EncodeConfig, suffix: str, *, where: str = "") -> None:
                 f"{at}encoder {codec} cannot write pixel format {encode.pix_fmt}; "
                 f"choose from {', '.join(supported)}"
             )
+
+
+def check_output_path(dst: Path, *, overwrite: bool = False) -> None:
+    """Raise OutputError when `dst` cannot take the result, before any frame is decoded."""
+    dst = Path(dst)
+    if dst.is_symlink() and not dst.exists():
+        raise OutputError(
+            f"{dst} is a symlink to {os.readlink(dst)}, which does not exist; "
+            "remove the link or choose another output name"
+        )
+    if dst.is_dir():
+        raise OutputError(f"{dst} is a folder; give an output file name")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst} exists; pass --overwrite to replace it")
+    if not dst.parent.is_dir():
+        raise OutputError(f"output folder does not exist: {dst.parent}")
+    if not os.access(dst.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder is not writable: {dst.parent}")
+    if _disk_full(dst.parent):
+        raise OutputError(f"disk full: no space left in {dst.parent} to write {dst.name}")
+
+
+def _disk_full(folder: Path) -> bool:
+    """No block left for us (what df shows). Filesystems that report no size at all pass."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_blocks > 0 and st.f_bavail == 0
+
+
+def check_frame_size(encode: EncodeConfig, info: VideoInfo, scale: int) -> None:
+    """Raise OutputError, in one line, when the encoder cannot take frames of the output size.
+
+    The encoder itself is the judge: it is opened (no frame is sent) with the output's size, pixel
+    format and options, and closed again. Cheap next to the upscale; at 8K output libvpx-vp9 and
+    SVT-AV1 take a second or two and allocate their buffers for that time.
+    """
+    width, height = info.width * scale, info.height * scale
+    options = encoder_options(encode, info, height)
+    if encode.codec == "libx265":  # else x265 prints its banner and "encoded 0 frames" again
+        options["x265-params"] = ":".join(
+            filter(None, [options.get("x265-params"), "log-level=none"])
+        )
+    pix_fmt = choose_pix_fmt(encode.codec, info, encode.pix_fmt)
+    cc, logs = None, []
+    try:
+        cc = av.CodecContext.create(encode.codec, "w")
+        cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
+        cc.time_base = info.time_base
+        cc.framerate = info.average_rate or Fraction(25)
+        cc.thread_count = 1  # sizes are checked the same with one thread, and faster
+        cc.options = options
+        _open_logged(cc, logs)
+    except (av.error.FFmpegError, ValueError) as e:
+        # PyAV does not repeat a message it just logged; the error keeps the last one.
+        said = [str(log[2]).strip() for log in (*logs, getattr(e, "log", None)) if log]
+        reason = next((m.splitlines()[0] for m in said if m), _reason(e))
+        raise OutputError(
+            f"{encode.codec} cannot encode {width}x{height} frames (the {info.width}x"
+            f"{info.height} source upscaled x{scale}): {reason}"
+        ) from None
+    finally:
+        del cc  # frees the encoder's buffers now, before the real one is opened
+
+
+def _open_logged(cc: av.CodecContext, logs: list) -> None:
+    """Open `cc`, collecting what FFmpeg logs as errors meanwhile (x264 says "invalid width x
+    height (16388x64)" where the exception says only "Generic error in an external library").
+    """
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=True) as captured:
+            try:
+                cc.open()
+            finally:
+                logs.extend(captured)
+    finally:
+        av.logging.set_level(level)
 
 
 def _muxer_codecs(fmt: str) -> set[str]:
@@ -220,14 +301,11 @@ class _Side:
     output: av.stream.Stream
     decoder: av.codec.CodecContext | None = None  # set when the stream is transcoded
     resampler: av.AudioResampler | None = None
-    packets: int = 0
 
 
 @dataclass
 class WriteStats:
     frames: int = 0
-    side_packets: dict[int, int] = field(default_factory=dict)  # source stream index -> packets
-    warnings: list[str] = field(default_factory=list)
 
 
 class VideoWriter:
@@ -265,12 +343,10 @@ class VideoWriter:
 
     # -- setup ---------------------------------------------------------------------------------
     def __enter__(self) -> VideoWriter:
-        if self.dst.exists() and not self.overwrite:
-            raise OutputError(f"{self.dst} exists; pass --overwrite to replace it")
-        if not self.dst.parent.is_dir():
-            raise OutputError(f"output folder does not exist: {self.dst.parent}")
-        if not os.access(self.dst.parent, os.W_OK | os.X_OK):
-            raise OutputError(f"output folder is not writable: {self.dst.parent}")
+        # Everything that can be known to fail is checked before the temporary file exists.
+        check_output_path(self.dst, overwrite=self.overwrite)
+        check_encode(self.encode_config, self.dst.suffix)
+        check_frame_size(self.encode_config, self.info, self.scale)
         try:
             self._lock = WriterLock(self.tmp)  # a later run must not take us for a dead writer
             self._out = av.open(str(self.tmp), "w")
@@ -287,7 +363,10 @@ class VideoWriter:
             self._open_sides()
             meta = {k: v for k, v in self.info.metadata.items() if k not in _MUXER_TAGS}
             self._out.metadata.update(meta)
-            self._out.start_encoding()
+            try:
+                self._out.start_encoding()  # opens the encoders and writes the header
+            except (av.error.FFmpegError, OSError) as e:
+                raise _write_error(self.dst, e) from None
         except BaseException:
             self._cleanup()
             raise
@@ -295,7 +374,6 @@ class VideoWriter:
 
     def _open_video(self) -> None:
         info, cfg = self.info, self.encode_config
-        check_encode(cfg, self.dst.suffix)
         rate = info.average_rate or Fraction(25)
         stream = self._out.add_stream(cfg.codec, rate=rate)
         stream.height, stream.width = self.size
@@ -330,10 +408,16 @@ class VideoWriter:
             return
         self._src = av.open(str(self.info.path))
         supported = self._out.supported_codecs
+        video = self._src.streams.video[0].index
         for s in self._src.streams:
-            if s.type == "video":
-                continue
             name = s.codec_context.name if s.codec_context else "?"
+            if s.type == "video":
+                if s.index != video:
+                    self._warn(
+                        f"stream #{s.index} (a second video stream, {name}) is dropped: "
+                        f"only stream #{video} is upscaled"
+                    )
+                continue
             if s.type not in ("audio", "subtitle", "attachment"):
                 self._warn(f"stream #{s.index} ({s.type}, {name}) is not copied")
                 continue
@@ -377,7 +461,11 @@ class VideoWriter:
         frame.pts = pts
         frame.time_base = self.info.time_base
         self._mux_side_until(float(pts * self.info.time_base))
-        self._mux(self._video.encode(frame))
+        try:
+            packets = self._video.encode(frame)
+        except (av.error.FFmpegError, OSError) as e:
+            raise _write_error(self.dst, e) from None
+        self._mux(packets)
         self.stats.frames += 1
 
     def _mux(self, packets) -> None:
@@ -411,8 +499,6 @@ class VideoWriter:
                 for frame in side.decoder.decode(packet):
                     for f in side.resampler.resample(frame):
                         self._mux(side.output.encode(f))
-            side.packets += 1
-            self.stats.side_packets[side.source.index] = side.packets
 
     # -- finishing -----------------------------------------------------------------------------
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -507,6 +593,8 @@ __all__ = [
     "TEMP_MARKER",
     "VideoWriter",
     "check_encode",
+    "check_frame_size",
+    "check_output_path",
     "choose_pix_fmt",
     "encoder_options",
     "temp_path_for",

@@ -17,9 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import UpscaleConfig
-from .engine import Engine
+from .engine import Engine, output_size
 from .errors import Cancelled, InputError, OutputError, VidsrError
-from .media.encode import check_encode
+from .media.encode import check_encode, check_frame_size, check_output_path
 from .media.probe import VideoInfo, probe
 from .pipeline import Progress, UpscaleResult, precision_for, upscale_file
 from .staging import is_temp_name, remove_stale
@@ -58,16 +58,21 @@ def _file_scale(path: str, mtime_ns: int) -> int:
     return describe(Path(path)).scale
 
 
-def output_tag(config: UpscaleConfig) -> str:
-    """ "x4", "x2", "x1.5": the factor from source to output, for output names."""
-    if config.outscale is not None:
-        return f"x{config.outscale:g}"
+def model_scale(config: UpscaleConfig) -> int:
+    """The network's own scale, known before it is built (a file is read, not run)."""
     if config.model == "auto" and config.weights is not None and config.weights.is_file():
-        return f"x{_file_scale(str(config.weights), config.weights.stat().st_mtime_ns)}"
+        return _file_scale(str(config.weights), config.weights.stat().st_mtime_ns)
     from .models import MODELS
 
     spec = MODELS.get(config.model)
-    return f"x{spec.arch.get('scale', 4) if spec else 4}"
+    return int(spec.arch.get("scale", 4)) if spec else 4
+
+
+def output_tag(config: UpscaleConfig) -> str:
+    """The factor from source to output for output names: "x4", "x2", "x1.5"."""
+    if config.outscale is not None:
+        return f"x{config.outscale:g}"
+    return f"x{model_scale(config)}"
 
 
 def list_videos(folder: Path) -> list[Path]:
@@ -109,17 +114,17 @@ def plan_jobs(
     return [(input, output or default_output(input, container=container, tag=tag))]
 
 
-def check_target(src: Path, dst: Path, config: UpscaleConfig) -> None:
-    """What can be known about the output before any frame is decoded."""
-    if dst.is_symlink() and not dst.exists():
-        raise OutputError(f"output {dst} is a dangling symbolic link; remove it or choose another")
+def check_target(src: Path, dst: Path, config: UpscaleConfig, info: VideoInfo) -> None:
+    """What can be known about the output before any frame is decoded or model built: the path
+    (not the input, not a dangling link, writable, space left), codec and container, and whether
+    the encoder takes frames of the output size."""
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputError(f"output {dst} is the input itself; choose another name")
-    if dst.exists() and not config.overwrite:
-        raise OutputError(f"{dst} exists; pass --overwrite to replace it")
-    if not dst.parent.is_dir():
-        raise OutputError(f"output folder does not exist: {dst.parent}")
+    check_output_path(dst, overwrite=config.overwrite)
     check_encode(config.encode, dst.suffix)
+    scale = model_scale(config)
+    size = output_size(info.height, info.width, scale, config.outscale)
+    check_frame_size(config.encode, info, config.outscale or scale, size)
 
 
 class EngineCache:
@@ -201,7 +206,7 @@ class BatchRunner:
         src, dst = Path(src), Path(dst)
         config = self.config if overwrite is None else replace(self.config, overwrite=overwrite)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
-        check_target(src, dst, config)
+        check_target(src, dst, config, info)
         self._sweep(dst.parent)
         engine = self.engines.get(config, info)
         return upscale_file(
@@ -255,6 +260,7 @@ __all__ = [
     "default_output",
     "output_tag",
     "list_videos",
+    "model_scale",
     "plan_jobs",
     "upscale_path",
 ]

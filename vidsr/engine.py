@@ -82,6 +82,16 @@ def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
 
+def output_size(
+    height: int, width: int, scale: int, outscale: float | None = None
+) -> tuple[int, int]:
+    """The size of an upscaled frame: the model's scale, or --outscale rounded to even sides
+    (4:2:0 video needs them)."""
+    if outscale is None:
+        return height * scale, width * scale
+    return _even(height * outscale), _even(width * outscale)
+
+
 def batch_for_memory(per_frame: int, free: int, *, headroom: float = 0.8, cap: int = 32) -> int:
     """The largest batch whose measured per-frame footprint fits `headroom` of the free memory."""
     if per_frame <= 0:
@@ -185,11 +195,7 @@ class Engine:
             self.precision = "fp32"
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """The size of an upscaled frame: the model's scale, or --outscale rounded to even sides
-        (4:2:0 video needs them)."""
-        if self.outscale is None:
-            return height * self.scale, width * self.scale
-        return _even(height * self.outscale), _even(width * self.outscale)
+        return output_size(height, width, self.scale, self.outscale)
 
     def autocast(self):
         # The weights are already cast to self.dtype; autocast only guards ops that would upcast.

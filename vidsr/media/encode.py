@@ -135,14 +135,16 @@ def _disk_full(folder: Path) -> bool:
     return st.f_blocks > 0 and st.f_bavail == 0
 
 
-def check_frame_size(encode: EncodeConfig, info: VideoInfo, scale: int) -> None:
+def check_frame_size(
+    encode: EncodeConfig, info: VideoInfo, scale: float, size: tuple[int, int] | None = None
+) -> None:
     """Raise OutputError, in one line, when the encoder cannot take frames of the output size.
 
     The encoder itself is the judge: it is opened (no frame is sent) with the output's size, pixel
     format and options, and closed again. Cheap next to the upscale; at 8K output libvpx-vp9 and
     SVT-AV1 take a second or two and allocate their buffers for that time.
     """
-    width, height = info.width * scale, info.height * scale
+    height, width = size or (round(info.height * scale), round(info.width * scale))
     options = encoder_options(encode, info, height)
     if encode.codec == "libx265":  # else x265 prints its banner and "encoded 0 frames" again
         options["x265-params"] = ":".join(
@@ -164,7 +166,7 @@ def check_frame_size(encode: EncodeConfig, info: VideoInfo, scale: int) -> None:
         reason = next((m.splitlines()[0] for m in said if m), _reason(e))
         raise OutputError(
             f"{encode.codec} cannot encode {width}x{height} frames (the {info.width}x"
-            f"{info.height} source upscaled x{scale}): {reason}"
+            f"{info.height} source upscaled x{scale:g}): {reason}"
         ) from None
     finally:
         del cc  # frees the encoder's buffers now, before the real one is opened
@@ -346,7 +348,7 @@ class VideoWriter:
         # Everything that can be known to fail is checked before the temporary file exists.
         check_output_path(self.dst, overwrite=self.overwrite)
         check_encode(self.encode_config, self.dst.suffix)
-        check_frame_size(self.encode_config, self.info, self.scale)
+        check_frame_size(self.encode_config, self.info, self.scale, self.size)
         try:
             self._lock = WriterLock(self.tmp)  # a later run must not take us for a dead writer
             self._out = av.open(str(self.tmp), "w")

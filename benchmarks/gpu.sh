@@ -12,7 +12,7 @@
 # The device machine has torch 2.11 + CUDA under python3 3.12 but no PyAV, spandrel or
 # watchfiles, and nothing can be fetched there. Once, here, from the repository root:
 #
-#   benchmarks/prepare_device.sh           # fills .device/wheels/cp312/ (git-ignored, ~37 MB)
+#   benchmarks/prepare_device.sh           # fills .device/wheels/cp312/ (git-ignored, ~35 MB)
 #
 # then the device tool's one call (the lead's checkout is what travels):
 #
@@ -22,7 +22,8 @@
 #
 # Results come back as results.json, results.md and log.txt; copy the table into
 # benchmarks/RESULTS.md. A rerun of one part fits what is left: e.g.
-# `bash benchmarks/gpu.sh "$OUT" --only compile --budget 200` with timeout_s 240.
+# `bash benchmarks/gpu.sh "$OUT" --only compile --budget 150` with timeout_s 180 (see
+# benchmarks/README.md).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY=1; ARGS+=("$1") ;;
         --budget|--only|--skip) ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ {print; next} NR > 1 {exit}' "$0"; exit 0 ;;
         -*) echo "gpu.sh: unknown option $1" >&2; exit 2 ;;
         *) if [ -n "$OUTDIR" ]; then echo "gpu.sh: one OUTDIR only" >&2; exit 2; fi; OUTDIR=$1 ;;
     esac

@@ -8,7 +8,7 @@
 # spandrel or watchfiles, and nothing can be fetched there. Its python3 is 3.12 on x86-64.
 # Versions: those installed for $PYTHON (else .venv/bin/python, else python3), i.e. what the
 # tests here ran with; the newest where it has none. VIDSR_DEVICE_PYTHON="3.12 3.11" fetches
-# for several versions, each in its own folder (~37 MB each; the tree and everything carried
+# for several versions, each in its own folder (~35 MB each; the tree and everything carried
 # share 64 MiB).
 # --print shows the pip commands and downloads nothing.
 set -euo pipefail

@@ -9,6 +9,7 @@ a half-written file.
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ _X26X_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
     "placebo",
 )  # fmt: skip
+# NVIDIA's hardware encoders: p1 (fastest) .. p7 (best). They open only where the driver and an
+# NVENC unit exist (consumer and workstation cards; not the H100/H200 compute chips).
+NVENC = ("h264_nvenc", "hevc_nvenc", "av1_nvenc")
+_NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
+# Default cq: a first guess near x264 crf 18 / x265 crf 20, not yet compared on an NVENC card.
+_NVENC_CRF = {"h264_nvenc": 21, "hevc_nvenc": 23, "av1_nvenc": 30}
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,10 @@ CODECS: dict[str, CodecSpec] = {
         "profile",
         "quality is the profile: --encoder-preset proxy|lt|standard|hq|4444|4444xq",
     ),
+    # cq 0 means "automatic" to NVENC, not lossless: the quality scale starts at 1.
+    "h264_nvenc": CodecSpec((1, 51), _NVENC_PRESETS, "preset", "NVIDIA GPU encoder"),
+    "hevc_nvenc": CodecSpec((1, 51), _NVENC_PRESETS, "preset", "NVIDIA GPU encoder"),
+    "av1_nvenc": CodecSpec((1, 63), _NVENC_PRESETS, "preset", "NVIDIA GPU encoder"),
 }
 
 
@@ -104,6 +115,10 @@ def check_encode(encode: EncodeConfig, suffix: str, *, where: str = "") -> None:
                 f"{at}encoder {codec} cannot write pixel format {encode.pix_fmt}; "
                 f"choose from {', '.join(supported)}"
             )
+    if codec in NVENC:
+        reason = nvenc_unavailable(codec, encode.pix_fmt or "yuv420p")
+        if reason is not None:
+            raise OutputError(f"{at}{nvenc_refusal(codec, reason)}")
 
 
 def check_output_path(dst: Path, *, overwrite: bool = False) -> None:
@@ -223,6 +238,8 @@ def encoder_options(encode: EncodeConfig, info: VideoInfo, height: int) -> dict[
     elif codec == "prores_ks":
         options["profile"] = str(preset or "hq")
         options["vendor"] = "apl0"
+    elif codec in NVENC:
+        options.update(nvenc_options(codec, crf, preset, big=big))
     options.update(hdr_options(codec, info))
     for key, value in encode.options.items():
         if key.endswith("-params") and key in options:
@@ -286,13 +303,110 @@ def choose_pix_fmt(codec: str, info: VideoInfo, requested: str | None) -> str:
         chroma = "422" if "422" in source or source.startswith(("nv16", "nv20", "p2")) else "420"
         if "444" in source or source.startswith(("gbr", "rgb", "p4")):
             chroma = "444"
-        candidates += [f"yuv{chroma}p10le", "yuv420p10le", "yuv422p10le", "yuv444p10le"]
+        ten = [f"yuv{chroma}p10le", "yuv420p10le", "yuv422p10le", "yuv444p10le"]
+        # NVENC takes 10 bits only semi-planar (p010le): right after its planar twin, so the
+        # software encoders, which list the planar one, keep it.
+        candidates += [f for p in ten for f in (p, _SEMI_PLANAR.get(p)) if f]
         candidates += [f"yuv{chroma}p12le", "yuv444p12le", "yuv444p16le", "gbrp10le"]
     candidates += ["yuv420p", "yuv444p", "yuv422p10le", "yuv444p10le", "rgb24", "gbrp"]
     for fmt in candidates:
         if not supported or fmt in supported:
             return fmt
     return supported[0]
+
+
+_SEMI_PLANAR = {"yuv420p10le": "p010le", "yuv422p10le": "p210le"}
+
+
+# -- NVENC ---------------------------------------------------------------------------------------
+def nvenc_options(codec: str, crf: int | None, preset: str | None, *, big: bool) -> dict[str, str]:
+    """--crf as NVENC's constant quality: VBR rate control steered by cq alone (no bitrate)."""
+    cq = crf if crf is not None else _NVENC_CRF[codec] + (2 if big else 0)
+    return {"rc": "vbr", "cq": str(cq), "b": "0", "preset": str(preset or ("p4" if big else "p5"))}
+
+
+def nvenc_unavailable(
+    codec: str,
+    pix_fmt: str = "yuv420p",
+    width: int = 256,
+    height: int = 256,
+    options: dict[str, str] | None = None,
+) -> str | None:
+    """None where this encoder opens here with these settings; else FFmpeg's reason, one line.
+
+    Listed in PyAV's FFmpeg is not enough: the encoder loads the driver (libcuda,
+    libnvidia-encode) and asks the GPU for an encode session when it opens, so only opening one
+    answers. Answers are cached per setting: a session costs the GPU tens of milliseconds.
+    """
+    key = (codec, pix_fmt, width, height, tuple(sorted((options or {}).items())))
+    return _nvenc_probe(key)
+
+
+@functools.cache
+def _nvenc_probe(key: tuple) -> str | None:
+    codec, pix_fmt, width, height, options = key
+    if codec not in av.codecs_available:
+        return "not in this FFmpeg build"
+    previous = av.logging.get_level()
+    # The reason ("Cannot load libcuda.so.1") is a log line: captured, so it is not printed too.
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture():
+            cc = av.CodecContext.create(codec, "w")
+            cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
+            cc.time_base = Fraction(1, 25)
+            cc.options = dict(options)
+            cc.open()  # the session is released with the context, at the end of this call
+        return None
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        log = getattr(e, "log", None)
+        text = log[2] if log and len(log) > 2 and log[2] else _reason(e)
+        return " ".join(str(text).split()) or type(e).__name__
+    finally:
+        av.logging.set_level(previous)
+
+
+def nvenc_refusal(codec: str, reason: str) -> str:
+    return (
+        f"encoder {codec} cannot open here ({reason}): it needs an NVIDIA GPU with NVENC "
+        "and its driver (H100/H200 have none); use libx264 or libx265"
+    )
+
+
+def resolve_codec(codec: str, suffix: str | None = None) -> tuple[str, str]:
+    """--codec: a name passes through; "auto" is hevc_nvenc where it opens, else libx264.
+
+    Returns (codec, note); the note says which "auto" took and why (empty for a plain name).
+    `suffix` (".webm"): hevc_nvenc is taken only where that container can hold HEVC.
+    """
+    if codec != "auto":
+        return codec, ""
+    fits = suffix is None or (
+        suffix.lower() in CONTAINERS
+        and _codec_id_name("hevc_nvenc") in _muxer_codecs(CONTAINERS[suffix.lower()])
+    )
+    reason = nvenc_unavailable("hevc_nvenc") if fits else f"{suffix} cannot hold HEVC"
+    if reason is None:
+        return "hevc_nvenc", "--codec auto: hevc_nvenc (this machine's NVIDIA encoder)"
+    return "libx264", f"--codec auto: libx264 (hevc_nvenc cannot be used here: {reason})"
+
+
+def _nvenc_pix_fmt(cfg: EncodeConfig, pix_fmt: str, width: int, height: int, opts, warn) -> str:
+    """The chosen format if the GPU encodes it at this size, else 8-bit 4:2:0 (unless asked for).
+
+    10-bit support differs by chip and codec (H.264 10-bit only on the newest): ask the encoder.
+    """
+    reason = nvenc_unavailable(cfg.codec, pix_fmt, width, height, opts)
+    if reason is None:
+        return pix_fmt
+    if cfg.pix_fmt is None and pix_fmt != "yuv420p":
+        if nvenc_unavailable(cfg.codec, "yuv420p", width, height, opts) is None:
+            warn(f"{cfg.codec} on this GPU cannot encode {pix_fmt} ({reason}): written as yuv420p")
+            return "yuv420p"
+    raise OutputError(
+        f"{cfg.codec} cannot encode {pix_fmt} at {width}x{height} here ({reason}); "
+        "use libx265 (10-bit) or libx264"
+    )
 
 
 @dataclass
@@ -396,6 +510,10 @@ class VideoWriter:
         cc.colorspace = info.matrix
         cc.color_range = 2 if info.full_range else 1
         stream.options = encoder_options(cfg, info, stream.height)
+        if cfg.codec in NVENC:
+            stream.pix_fmt = _nvenc_pix_fmt(
+                cfg, stream.pix_fmt, stream.width, stream.height, stream.options, self._warn
+            )
         if (info.mastering_display or info.content_light) and not hdr_options(cfg.codec, info):
             self._warn(f"{cfg.codec} cannot carry the source's HDR mastering/light-level metadata")
         if info.rotation:
@@ -591,6 +709,7 @@ def _write_error(dst: Path, e: BaseException) -> OutputError:
 __all__ = [
     "CODECS",
     "CONTAINERS",
+    "NVENC",
     "RANGE_NAMES",
     "TEMP_MARKER",
     "VideoWriter",
@@ -599,5 +718,8 @@ __all__ = [
     "check_output_path",
     "choose_pix_fmt",
     "encoder_options",
+    "nvenc_options",
+    "nvenc_unavailable",
+    "resolve_codec",
     "temp_path_for",
 ]

@@ -168,17 +168,50 @@ def evaluate(model, weights, data, device, precision, shave, as_json):
 
 
 @click.command(name="export")
-@click.argument("checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("checkpoint", metavar="CKPT_OR_MODEL")
 @click.option(
-    "--model", required=True, help="Registry name the weights are for: srresnet, srgan or fast."
+    "--model",
+    default=None,
+    help="Registry name the weights are for: srresnet, srgan or fast "
+    "(implied where CKPT_OR_MODEL is one of them: its shipped weights, --onnx only).",
 )
-@click.option("-o", "--out", type=_file, required=True, help="The fp16 state_dict file to write.")
+@click.option(
+    "-o",
+    "--out",
+    type=_file,
+    required=True,
+    help="The file to write: the fp16 state_dict, or the .onnx graph with --onnx.",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def export(checkpoint, model, out, force):
-    """Write a checkpoint's EMA weights as a small fp16 state_dict (as the shipped ones)."""
+@click.option(
+    "--onnx",
+    "as_onnx",
+    is_flag=True,
+    help="Write an ONNX graph (RGB in [0, 1], NCHW, dynamic batch/height/width, BatchNorm "
+    "folded) for ONNX Runtime, TensorRT or vs-mlrt.",
+)
+@click.option("--fp16", is_flag=True, help="With --onnx: fp16 weights, input and output.")
+def export(checkpoint, model, out, force, as_onnx, fp16):
+    """Write a checkpoint's EMA weights as a small fp16 state_dict (as the shipped ones), or any
+    built-in model's weights as an ONNX graph (--onnx).
+    """
+    if as_onnx:
+        from ..onnx_export import export_onnx
+
+        done = export_onnx(checkpoint, out, model=model, fp16=fp16, force=force)
+        click.echo(
+            f"wrote {done.path} ({done.size / 1e6:.2f} MB, {done.model} with {done.weights} "
+            f"weights, {'fp16' if done.fp16 else 'fp32'}, opset {done.opset})"
+        )
+        click.echo(f"sha256 {done.sha256}")
+        return
+    if fp16:
+        raise click.UsageError("--fp16 goes with --onnx (the state_dict is always fp16)")
+    if model is None:
+        raise click.UsageError("--model is required: srresnet, srgan or fast")
     from .export import export_weights
 
-    done = export_weights(checkpoint, model, out, force=force)
+    done = export_weights(Path(checkpoint), model, out, force=force)
     click.echo(
         f"wrote {done.path} ({done.size / 1e6:.2f} MB, {done.tensors} tensors, "
         f"worst fp16 rounding {done.max_rel_change:.1e} of a tensor's range)"

@@ -19,7 +19,7 @@ from pathlib import Path
 from .config import UpscaleConfig
 from .engine import Engine, output_size
 from .errors import Cancelled, InputError, OutputError, VidsrError
-from .media.encode import check_encode, check_frame_size, check_output_path
+from .media.encode import check_encode, check_frame_size, check_output_path, resolve_codec
 from .media.probe import VideoInfo, probe
 from .pipeline import Progress, UpscaleResult, precision_for, upscale_file
 from .staging import is_temp_name, remove_stale
@@ -176,6 +176,19 @@ class BatchRunner:
         self.cancel = cancel
         self.engines = engines or EngineCache()
         self._swept: set[Path] = set()
+        self._resolved: dict[str, UpscaleConfig] = {}
+
+    def _for_output(self, suffix: str) -> UpscaleConfig:
+        """The config with `--codec auto` resolved for this container (said once)."""
+        if self.config.encode.codec != "auto":
+            return self.config
+        if suffix not in self._resolved:
+            codec, note = resolve_codec("auto", suffix)
+            self._warn(note)
+            self._resolved[suffix] = replace(
+                self.config, encode=replace(self.config.encode, codec=codec)
+            )
+        return self._resolved[suffix]
 
     def preflight(self) -> None:
         """Fail once, up front, for what would fail every file: unknown model, missing weights."""
@@ -204,7 +217,8 @@ class BatchRunner:
     ) -> UpscaleResult:
         """One job; raises VidsrError subclasses (the caller decides what a failure means)."""
         src, dst = Path(src), Path(dst)
-        config = self.config if overwrite is None else replace(self.config, overwrite=overwrite)
+        config = self._for_output(dst.suffix)
+        config = config if overwrite is None else replace(config, overwrite=overwrite)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
         check_target(src, dst, config, info)
         self._sweep(dst.parent)
@@ -245,9 +259,10 @@ def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> lis
 
     out = Path(output) if output is not None else None
     jobs = plan_jobs(Path(input), out, config.container, output_tag(config))
-    for suffix in {dst.suffix for _, dst in jobs}:
-        check_encode(config.encode, suffix)  # an impossible codec/container fails before any work
     runner = BatchRunner(config, reporter=Reporter(quiet=config.quiet))
+    for suffix in {dst.suffix for _, dst in jobs}:
+        # an impossible codec/container fails before any work
+        check_encode(runner._for_output(suffix).encode, suffix)
     return runner.run_many(jobs)
 
 

@@ -201,13 +201,15 @@ OPTIONS: tuple[Option, ...] = (
            "device memory; 1 on a CPU).", parse_batch, "auto", metavar="auto|N"),
     Option("tile", ("--tile",), "auto (tiles only when memory runs out), off, or a tile size in "
            "input pixels.", parse_tile, "auto", metavar="auto|off|N"),
-    Option("codec", ("--codec",), "libx264, libx265, libsvtav1, libvpx-vp9, ffv1 or prores_ks; "
-           "the container follows the output extension.", parse_codec, "libx264", encode=True,
-           metavar="NAME"),
+    Option("codec", ("--codec",), "libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks, "
+           "h264_nvenc, hevc_nvenc, av1_nvenc, or auto (hevc_nvenc where an NVIDIA encoder opens, "
+           "else libx264); the container follows the output extension.", parse_codec, "libx264",
+           encode=True, metavar="NAME"),
     Option("crf", ("--crf",), "Constant quality (lower is better), or auto: suits the codec and "
            "output size.", parse_crf, "auto", encode=True, metavar="auto|N"),
     Option("encoder_preset", ("--encoder-preset",), "Encoder speed preset (x264/x265: veryfast.."
-           "veryslow, svtav1: 0-13, vp9: cpu-used 0-8, prores_ks: proxy..4444xq), or auto.",
+           "veryslow, svtav1: 0-13, vp9: cpu-used 0-8, prores_ks: proxy..4444xq, nvenc: p1..p7), "
+           "or auto.",
            parse_encoder_preset, "auto", field="preset", encode=True, metavar="NAME"),
     Option("pix_fmt", ("--pix-fmt",), "Output pixel format (yuv420p10le ...), or source: the "
            "source's, never below its bit depth.", parse_pix_fmt, "source", encode=True,

@@ -66,7 +66,6 @@ def test_crf_is_constant_quality_and_presets_are_p1_to_p7(codec):
     "cfg, words",
     [
         (EncodeConfig(codec="h264_nvenc", crf=0), "out of range for h264_nvenc (1..51)"),
-        (EncodeConfig(codec="av1_nvenc", crf=64), "out of range for av1_nvenc (1..63)"),
         (EncodeConfig(codec="hevc_nvenc", preset="veryfast"), "p1, p2, p3, p4, p5, p6, p7"),
     ],
 )
@@ -74,6 +73,13 @@ def test_bad_nvenc_settings_are_refused_by_name(cfg, words):
     with pytest.raises(OutputError) as e:
         check_encode(cfg, ".mp4")
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_crf_no_codec_takes_is_refused_where_the_config_is_built():
+    from vidsr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="out of range"):
+        EncodeConfig(codec="av1_nvenc", crf=64)
 
 
 @pytest.mark.parametrize("codec", NVENC)
@@ -89,7 +95,7 @@ def test_an_encoder_that_cannot_open_is_refused_in_one_line(codec):
 def test_upscale_with_nvenc_is_refused_before_any_work(tmp_path, monkeypatch):
     from media import make_clip
 
-    import vidsr.pipeline
+    import vidsr.batch
 
     needs_no_nvenc("hevc_nvenc")
     src = tmp_path / "in.mp4"
@@ -98,7 +104,7 @@ def test_upscale_with_nvenc_is_refused_before_any_work(tmp_path, monkeypatch):
     def no_engine(*a, **k):
         raise AssertionError("an engine was built before the encoder was checked")
 
-    monkeypatch.setattr(vidsr.pipeline, "build_engine", no_engine)
+    monkeypatch.setattr(vidsr.batch, "_build_engine", no_engine)
     out = tmp_path / "out.mp4"
     args = ["upscale", str(src), "-o", str(out), "--model", "bicubic", "--codec", "hevc_nvenc"]
     r = CliRunner().invoke(main, args)

@@ -157,7 +157,7 @@ def test_huge_arch_is_refused_before_anything_is_built(tmp_path, bench):
     assert time.perf_counter() - t0 < 60  # nothing of 10**7 blocks was ever built
 
 
-def test_upscale_refuses_nan_weights(tmp_path):
+def test_upscale_and_init_refuse_nan_weights(tmp_path):
     state = build_model("srresnet", **TINY).state_dict()
     state["head.0.weight"][0, 0, 0, 0] = math.nan
     torch.save(state, tmp_path / "nan.pt")
@@ -167,6 +167,11 @@ def test_upscale_refuses_nan_weights(tmp_path):
                                    str(tmp_path / "nan.pt"), "-q"])  # fmt: skip
     assert "non-finite" in _failed_in_one_line(up)
     assert not (tmp_path / "clip_x4.mp4").exists()
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+            "--init", str(tmp_path / "nan.pt"), "--steps", "1", "-q"]  # fmt: skip
+    init = CliRunner().invoke(main, args)
+    assert "non-finite" in _failed_in_one_line(init)
 
 
 def test_resume_refuses_a_malformed_checkpoint_in_one_line(tmp_path, bench):

@@ -341,6 +341,9 @@ class PairDataset(Dataset):
         index, position = item if isinstance(item, tuple) else (item, item)
         rng = np.random.default_rng([self.seed, position])
         hr = self._load(index, rng)
+        # Flips and turns stay numpy rather than torchvision.transforms.v2: v2 draws from torch's
+        # global RNG, and every choice here must come from this sample's own generator so that
+        # step N gets the same data after a --resume and with any worker count.
         if self.augment:
             if rng.random() < 0.5:
                 hr = hr[:, ::-1]

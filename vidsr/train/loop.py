@@ -85,8 +85,6 @@ def resolve_train_precision(precision: str, device: torch.device) -> str:
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_has_fast_bf16() else "fp32"
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise VidsrError(f"unknown precision {precision!r}; choose from auto, fp32, bf16, fp16")
     if precision == "fp16" and device.type != "cuda":
         raise VidsrError("fp16 training needs a CUDA device; use bf16 or fp32 on the CPU")
     return precision

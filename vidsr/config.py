@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from .errors import ConfigError
+from .errors import ConfigError, VidsrError
 
 AUTO = "auto"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -326,7 +327,8 @@ def build_upscale_config(
 class TrainConfig:
     """One training run (`vidsr train`): a recipe in training/ fills it, flags override it.
 
-    Field names are the recipe's TOML keys; vidsr.train.recipe rejects any other key.
+    Field names are the recipe's TOML keys; vidsr.train.recipe rejects any other key. Every value
+    is checked here, once, whether it came from a flag, a recipe or a resumed run's stored config.
     """
 
     model: str = "srresnet"  # registry name written into the checkpoint
@@ -380,3 +382,80 @@ class TrainConfig:
     frame_cache: Path | None = None  # where sampled video frames are kept; None: OUT/frames
     tensorboard: bool = False
     quiet: bool = False
+
+    # (field, lowest value, whether the lowest itself is refused): impossible values fail here,
+    # before a run folder, a data scan or a network exists.
+    BOUNDS: ClassVar[tuple[tuple[str, float, bool], ...]] = (
+        ("steps", 0, True),
+        ("batch_size", 0, True),
+        ("crop", 0, True),
+        ("lr", 0.0, True),
+        ("lr_gamma", 0.0, True),
+        ("warmup_steps", 0, False),
+        ("lr_final", 0.0, False),
+        ("pixel_weight", 0.0, False),
+        ("content_weight", 0.0, False),
+        ("adversarial_weight", 0.0, False),
+        ("grid_weight", 0.0, False),
+        ("val_every", 0, False),
+        ("ckpt_every", 0, False),
+        ("sample_every", 0, False),
+        ("log_every", 0, True),
+        ("ema_decay", 0.0, False),
+        ("grad_clip", 0.0, False),
+        ("workers", 0, False),
+        ("hr_downscale", 0, True),
+        ("crop_tries", 0, True),
+        ("min_video_lines", 0, False),
+        ("frames_per_video", 0, True),
+        ("seed", 0, False),
+    )
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "pixel_loss": ("mse", "l1", "charbonnier"),  # vidsr.train.losses.PIXEL_LOSSES
+        "gan_loss": ("bce", "ragan"),  # vidsr.train.losses.GAN_LOSSES
+        "lr_schedule": ("step", "cosine"),
+        "precision": ("auto", "fp32", "bf16", "fp16"),
+    }
+
+    def __post_init__(self) -> None:
+        for name, low, strict in self.BOUNDS:
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not math.isfinite(value):
+                raise VidsrError(f"train: {name} must be a number, got {value!r}")
+            if value < low or (strict and value == low):
+                raise VidsrError(
+                    f"train: {name} must be {'>' if strict else '>='} {low:g}, got {value}"
+                )
+        for name, allowed in self.CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise VidsrError(
+                    f"train: {name} {getattr(self, name)!r}: choose from {', '.join(allowed)}"
+                )
+        for name, values, low, high in (
+            ("lr_milestones", self.lr_milestones, 0.0, 1.0),  # fractions of steps
+            ("betas", self.betas, 0.0, 0.999999),
+            ("extra_downscales", self.extra_downscales, 1, 16),
+        ):
+            if not all(type(v) in (int, float) and low <= v <= high for v in values):
+                raise VidsrError(
+                    f"train: {name} must hold numbers in [{low}, {high}], got {values}"
+                )
+        if len(self.betas) != 2 or not 0.0 <= self.lr_final <= 1.0 or self.ema_decay > 1.0:
+            raise VidsrError(
+                f"train: betas needs two values, lr_final and ema_decay lie in [0, 1]; got "
+                f"betas {self.betas}, lr_final {self.lr_final}, ema_decay {self.ema_decay}"
+            )
+        weights = {k: getattr(self, f"{k}_weight") for k in ("pixel", "content", "adversarial")}
+        if not any(w > 0 for w in weights.values()):
+            raise VidsrError(
+                "loss weights must be >= 0 and at least one > 0 (--pixel-weight, --content-weight, "
+                f"--adversarial-weight); got {', '.join(f'{k} {w:g}' for k, w in weights.items())}"
+            )
+        from .models import MODELS  # torch: imported only once a run is configured
+        from .weights import DISCRIMINATOR_LIMITS, check_arch
+
+        trainable = [name for name, spec in MODELS.items() if spec.trainable]
+        if self.model not in trainable:
+            raise VidsrError(f"train: model {self.model!r}: choose from {', '.join(trainable)}")
+        check_arch(self.arch, "train config")
+        check_arch(self.discriminator, "train config (discriminator)", DISCRIMINATOR_LIMITS)

@@ -17,9 +17,9 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.command()
 @click.option(
     "--recipe",
-    default="srresnet",
-    show_default=True,
-    help="srresnet, srgan, finetune, or a TOML file of TrainConfig keys.",
+    default=None,
+    help="srresnet, srgan, finetune, fast, or a TOML file of TrainConfig keys.  [default: "
+    "srresnet; with --resume: the run's stored config]",
 )
 @click.option(
     "--data", "data", multiple=True, type=_dir, help="Image folder, read recursively (repeatable)."
@@ -46,7 +46,14 @@ _file = click.Path(path_type=Path, dir_okay=False)
     type=_file,
     help="Start from these generator weights (state_dict, checkpoint, or 'shipped').",
 )
-@click.option("--resume", is_flag=True, default=None, help="Continue OUT/last.pt from its step.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    default=None,
+    help="Continue OUT/last.pt from its step, with the config the run stored; flags given again "
+    "may change steps, lr, schedule, how often to validate/checkpoint/sample (not the model, crop, "
+    "batch size or losses).",
+)
 @click.option("--val", type=_dir, help="Benchmark folder (Set5 layout) for PSNR-Y/SSIM-Y.")
 @click.option("--val-every", type=int, help="Validate every N steps.")
 @click.option("--ckpt-every", type=int, help="Write OUT/last.pt every N steps.")
@@ -96,12 +103,16 @@ def train(recipe, **flags):
     from rich.console import Console
 
     from .loop import train as run_train
-    from .recipe import build_config
+    from .recipe import DEFAULT_RECIPE, build_config, resume_config
 
+    console = Console(stderr=True)
     for key in ("data", "video"):
         flags[key] = flags[key] or None  # an empty tuple means "not given": keep the recipe's
-    config = build_config(recipe, **flags)
-    run_train(config, console=Console(stderr=True))
+    if flags["resume"]:
+        config = resume_config(flags["out"], recipe, flags, say=console.print)
+    else:
+        config = build_config(recipe or DEFAULT_RECIPE, **flags)
+    run_train(config, console=console)
 
 
 @click.command(name="eval")

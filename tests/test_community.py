@@ -163,3 +163,17 @@ def test_precision_follows_what_the_architecture_supports():
     engine = Engine(NoHalf(), device="cpu", precision="bf16")
     assert engine.precision == "fp32" and engine.notes
     assert CommunityModel  # the wrapper carries the same two flags from spandrel
+
+
+def test_a_vidsr_model_in_a_basicsr_layout_is_still_a_vidsr_model(tmp_path, clip):
+    from vidsr.models import build_model
+    from vidsr.weights import describe_weights, load_network
+
+    torch.manual_seed(0)
+    net = build_model("fast")
+    torch.save({"params_ema": net.state_dict()}, tmp_path / "fast_basicsr.pth")
+    assert describe_weights(tmp_path / "fast_basicsr.pth") == "fast"
+    loaded, _ = load_network("auto", tmp_path / "fast_basicsr.pth")
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net.eval()(x), atol=1e-6)

@@ -112,7 +112,6 @@ MALFORMED = {
         lambda: {**_tiny_state(), "head.0.weight": [1.0, 2.0]},
         "holds a list, not a tensor",
     ),
-    "nested_params": (lambda: {"params_ema": _tiny_state()}, "'params_ema' holds a dict"),
     "a_list": (lambda: [torch.zeros(3)], "holds a list"),
     "ema_a_string": (lambda: _checkpoint(ema="weights"), "is a str"),
     "nan": (lambda: {**_tiny_state(), "head.0.bias": torch.full((8,), math.nan)}, "non-finite"),

@@ -48,14 +48,11 @@ def default_output(
 
 @functools.cache
 def _file_scale(path: str, mtime_ns: int) -> int:
-    from .community import describe, read_state_dict, vidsr_model_of
+    from .models import MODELS
+    from .weights import describe_weights
 
-    name = vidsr_model_of(read_state_dict(Path(path)))
-    if name is not None:
-        from .models import MODELS
-
-        return int(MODELS[name].arch.get("scale", 4))
-    return describe(Path(path)).scale
+    info = describe_weights(path)
+    return int(MODELS[info].arch.get("scale", 4)) if isinstance(info, str) else info.scale
 
 
 def model_scale(config: UpscaleConfig) -> int:
@@ -147,9 +144,9 @@ class EngineCache:
 
 
 def _build_engine(config: UpscaleConfig, precision: str) -> Engine:
-    from .community import load_any
+    from .weights import load_network
 
-    model, value_range = load_any(config.model, config.weights)
+    model, value_range = load_network(config.model, config.weights)
     return Engine(
         model,
         device=config.device,

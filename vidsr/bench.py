@@ -148,9 +148,9 @@ def run_bench(
     `model` with random weights."""
     width, height = parse_size(size)
     if weights is not None:
-        from .community import load_any
+        from .weights import load_network
 
-        net, _ = load_any("auto", Path(weights))
+        net, _ = load_network("auto", Path(weights))
         model = type(getattr(net, "net", net)).__name__
     elif model in MODELS:
         net = build_model(model)

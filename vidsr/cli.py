@@ -233,16 +233,14 @@ def models(file):
                    "spandrel:")  # fmt: skip
         click.echo("  " + ", ".join(known_architectures()))
         return
-    from .community import describe, read_state_dict, vidsr_model_of
+    from .weights import describe_weights
 
-    name = vidsr_model_of(read_state_dict(file))
-    if name is not None:
-        spec = MODELS[name]
-        click.echo(
-            f"{file}: vidsr {name} weights (x{spec.arch.get('scale', 4)}, {spec.description})"
-        )
+    info = describe_weights(file)
+    if isinstance(info, str):
+        spec = MODELS[info]
+        scale = spec.arch.get("scale", 4)
+        click.echo(f"{file}: vidsr {info} weights (x{scale}, {spec.description})")
         return
-    info = describe(file)
     size = f", input a multiple of {info.multiple_of} px" if info.multiple_of > 1 else ""
     size += f", at least {info.minimum} px" if info.minimum > 1 else ""
     click.echo(

@@ -10,6 +10,7 @@ within bounds) before anything is built. `load_generator` turns either into a re
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,12 +133,23 @@ def sha256_of(path: Path) -> str:
 
 
 def load_file(path: Path, *, mmap: bool = False) -> Any:
-    """torch.load with weights_only: nothing in the file is run; any failure is one line."""
+    """The file's contents, nothing in it run: safetensors, or torch.load with weights_only (a
+    pickle that asks for any global but tensors and dicts is refused); any failure is one line."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file as load_safetensors
+
+            return dict(load_safetensors(str(path), device="cpu"))
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "a forbidden global"
+        raise WeightsError(
+            f"{path} is not a plain weights file: loading it would run code ({first[:120]}); "
+            "refused"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(f"cannot read weights from {path}: {first[:200]}") from None
@@ -183,9 +195,24 @@ def _from_state_dict(obj: Any, path: Path) -> LoadedWeights | None:
     return LoadedWeights(state, {}, None, kind, path)
 
 
-# Tried in order; the first that recognises the file reads it. A community-model reader (spandrel)
-# goes last: it is the one that knows layouts such as BasicSR's {"params_ema": ...}.
-READERS = (_from_checkpoint, _from_state_dict)
+def _from_community_layout(obj: Any, path: Path) -> LoadedWeights | None:
+    """BasicSR / Real-ESRGAN / chaiNNer layouts ({"params_ema": ...}, {"params": ...},
+    {"state_dict": ...}): spandrel's canonical form of the generator's tensors."""
+    if not isinstance(obj, dict):
+        return None
+    from spandrel.__helpers.canonicalize import canonicalize_state_dict
+
+    try:
+        state = canonicalize_state_dict(obj)
+    except Exception:  # noqa: BLE001 - not a layout spandrel knows either
+        return None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return None
+    return LoadedWeights(check_state(state, str(path)), {}, None, "community", path)
+
+
+# Tried in order; the first that recognises the file reads it. The community layouts go last.
+READERS = (_from_checkpoint, _from_state_dict, _from_community_layout)
 
 
 def read_weights(path: str | Path) -> LoadedWeights:
@@ -241,6 +268,51 @@ def fit_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> n
             f"{str(e).splitlines()[0][:200]}"
         ) from None
     return model
+
+
+def vidsr_model_of(loaded: LoadedWeights) -> str | None:
+    """The registry name a file's weights are for, when it is one of vidsr's own files."""
+    if loaded.model_name in MODELS:
+        return loaded.model_name
+    if loaded.kind == "checkpoint":
+        return None
+    shapes = {k: tuple(v.shape) for k, v in loaded.state.items()}
+    for name, spec in MODELS.items():
+        if spec.trainable:
+            want = {k: tuple(v.shape) for k, v in build_model(name).state_dict().items()}
+            if want == shapes:
+                return name
+    return None
+
+
+def load_network(model: str, weights: str | Path | None) -> tuple[nn.Module, tuple[float, float]]:
+    """The network for `--model NAME [--weights FILE]`, or for `--model auto` with a file of
+    any kind: vidsr's own (shipped, export, state_dict, training checkpoint) or a community
+    model file, built by spandrel (vidsr.community). Returns (eval network, value range)."""
+    if model != "auto":
+        net, record = load_generator(model, weights)
+        return net, record.value_range if record is not None else (0.0, 1.0)
+    if weights is None:
+        raise WeightsError("--model auto needs --weights FILE (or --model FILE)")
+    loaded = read_weights(weights)
+    name = vidsr_model_of(loaded)
+    if name is not None:
+        return build_generator(name, loaded).eval(), (0.0, 1.0)
+    from .community import load_community
+
+    return load_community(loaded.path, loaded.state), (0.0, 1.0)
+
+
+def describe_weights(path: str | Path):
+    """What a file is: the registry name of one of vidsr's own files, or a community file's
+    vidsr.community.ModelInfo (architecture, scale, parameters, precisions)."""
+    loaded = read_weights(path)
+    name = vidsr_model_of(loaded)
+    if name is not None:
+        return name
+    from .community import load_community
+
+    return load_community(loaded.path, loaded.state).info
 
 
 def build_generator(name: str, loaded: LoadedWeights) -> nn.Module:

@@ -10,6 +10,7 @@ A distributed worker calls `run_one` per task exactly as the watcher does.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,15 @@ from .config import UpscaleConfig
 from .engine import Engine
 from .errors import Cancelled, InputError, OutputError, VidsrError
 from .media.encode import check_encode
+from .media.images import (
+    check_image_suffix,
+    image_output,
+    is_image,
+    list_images,
+    read_image,
+    upscale_picture,
+    write_image,
+)
 from .media.probe import VideoInfo, probe
 from .pipeline import Progress, UpscaleResult, precision_for, upscale_file
 from .staging import is_temp_name, remove_stale
@@ -31,7 +41,12 @@ OUTPUT_EXTENSIONS = frozenset((".mp4", ".m4v", ".mkv", ".mov", ".webm"))
 
 
 def default_output(src: Path, out_dir: Path | None = None, container: str | None = None) -> Path:
-    """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type."""
+    """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type.
+
+    An image becomes `<stem>_x4.png` whatever `container` says: that option is for videos.
+    """
+    if is_image(src):
+        return image_output(src, out_dir)
     suffix = src.suffix.lower() if src.suffix.lower() in OUTPUT_EXTENSIONS else ".mkv"
     return (out_dir or src.parent) / f"{src.stem}_x4{container or suffix}"
 
@@ -66,10 +81,10 @@ def plan_jobs(
                 output.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise OutputError(f"cannot create output folder {output}: {e.strerror}") from None
-        videos = list_videos(input)
-        if not videos:
-            raise InputError(f"no videos in {input}")
-        return [(v, default_output(v, output, container)) for v in videos]
+        media = sorted(list_videos(input) + list_images(input))  # each goes its own way below
+        if not media:
+            raise InputError(f"no videos or images in {input}")
+        return [(v, default_output(v, output, container)) for v in media]
     if output is not None and output.is_dir():
         return [(input, default_output(input, output, container))]
     return [(input, output or default_output(input, container=container))]
@@ -85,7 +100,10 @@ def check_target(src: Path, dst: Path, config: UpscaleConfig) -> None:
         raise OutputError(f"{dst} exists; pass --overwrite to replace it")
     if not dst.parent.is_dir():
         raise OutputError(f"output folder does not exist: {dst.parent}")
-    check_encode(config.encode, dst.suffix)
+    if is_image(src):
+        check_image_suffix(dst)
+    else:
+        check_encode(config.encode, dst.suffix)
 
 
 class EngineCache:
@@ -161,6 +179,8 @@ class BatchRunner:
         """One job; raises VidsrError subclasses (the caller decides what a failure means)."""
         src, dst = Path(src), Path(dst)
         config = self.config if overwrite is None else replace(self.config, overwrite=overwrite)
+        if is_image(src):
+            return self._run_image(src, dst, config, progress, warn or self._warn)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
         check_target(src, dst, config)
         self._sweep(dst.parent)
@@ -175,6 +195,38 @@ class BatchRunner:
             progress=progress,
             warn=warn or self._warn,
         )
+
+    def _run_image(
+        self,
+        src: Path,
+        dst: Path,
+        config: UpscaleConfig,
+        progress: Progress | None,
+        warn: Callable[[str], None],
+    ) -> UpscaleResult:
+        """An image: read upright, through the same engine as a frame, written atomically."""
+        result = UpscaleResult(src, dst)
+
+        def note(msg: str) -> None:
+            result.warnings.append(msg)
+            warn(msg)
+
+        t0 = time.perf_counter()
+        picture = read_image(src)  # a bad image is reported as such before any model is loaded
+        check_target(src, dst, config)
+        self._sweep(dst.parent)
+        engine = self.engines.get(config, picture)  # reads picture.bit_depth, as a VideoInfo's
+        engine.warn = note
+        for msg in picture.notes:
+            note(msg)
+        upscaled = upscale_picture(picture, engine)
+        result.output_bytes = write_image(upscaled, dst, overwrite=config.overwrite, warn=note)
+        result.frames = 1
+        result.seconds = time.perf_counter() - t0
+        result.fps = 1 / result.seconds if result.seconds else 0.0
+        if progress is not None:
+            progress(1, 1)
+        return result
 
     def run_many(self, jobs: list[tuple[Path, Path]]) -> list[UpscaleResult]:
         """Every job, each failure reported and recorded while the others go on."""
@@ -200,7 +252,7 @@ def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> lis
     from .report import Reporter
 
     jobs = plan_jobs(Path(input), Path(output) if output is not None else None, config.container)
-    for suffix in {dst.suffix for _, dst in jobs}:
+    for suffix in {dst.suffix for src, dst in jobs if not is_image(src)}:
         check_encode(config.encode, suffix)  # an impossible codec/container fails before any work
     runner = BatchRunner(config, reporter=Reporter(quiet=config.quiet))
     return runner.run_many(jobs)

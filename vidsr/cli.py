@@ -100,7 +100,7 @@ def main() -> None:
 @upscale_options
 @click.pass_context
 def upscale(ctx, input, output, **params):
-    """Upscale a video file, or every video in a folder, 4x."""
+    """Upscale a video or image file, or every video and image in a folder, 4x."""
     from .batch import upscale_path
     from .config import build_upscale_config
 

@@ -163,6 +163,10 @@ def test_models_names_files_and_name_equals_file(tmp_path):
     torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, odd)
     with pytest.raises(ConfigError, match="fits none"):
         parse_models(str(odd))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="cannot read weights"):
+        parse_models(str(junk))
     r = run("compare", tmp_path / "x.png", "--models", "nosuch")
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
 

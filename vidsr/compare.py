@@ -98,20 +98,21 @@ def _contender_for_file(path: Path) -> Contender:
     from .models import MODELS
     from .weights import load_generator
 
-    fits = []
+    fits, failures = [], set()
     for name, spec in MODELS.items():
         if not spec.trainable:
             continue
         try:
             load_generator(name, path)
         except WeightsError as e:
-            if "cannot read" in str(e) or "holds a" in str(e):
-                raise ConfigError("--models", str(e)) from None
+            failures.add(str(e))  # a misfit names the model; an unreadable file reads the same
             continue
         fits.append(name)
     if not fits:
         trainable = ", ".join(n for n, s in MODELS.items() if s.trainable)
-        raise ConfigError("--models", f"{path} fits none of the built-in networks ({trainable})")
+        reason = failures.pop() if len(failures) == 1 else (
+            f"{path} fits none of the built-in networks ({trainable})")  # fmt: skip
+        raise ConfigError("--models", reason)
     label = path.name if len(fits) > 1 else f"{path.name} ({fits[0]})"
     return Contender(label, fits[0], path)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,15 @@ from .config import UpscaleConfig
 from .engine import Engine, output_size
 from .errors import Cancelled, InputError, OutputError, VidsrError
 from .media.encode import check_encode, check_frame_size, check_output_path, resolve_codec
+from .media.images import (
+    check_image_suffix,
+    image_output,
+    is_image,
+    list_images,
+    read_image,
+    upscale_picture,
+    write_image,
+)
 from .media.probe import VideoInfo, probe
 from .pipeline import Progress, UpscaleResult, precision_for, upscale_file
 from .staging import is_temp_name, remove_stale
@@ -40,8 +50,11 @@ def default_output(
 ) -> Path:
     """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type.
 
-    `tag` is the final scale (`output_tag`): a 2x model writes `clip_x2.mp4`.
+    `tag` is the final scale (`output_tag`): a 2x model writes `clip_x2.mp4`. An image becomes
+    `<stem>_x4.png` whatever `container` says: that option is for videos.
     """
+    if is_image(src):
+        return image_output(src, out_dir, tag)
     suffix = src.suffix.lower() if src.suffix.lower() in OUTPUT_EXTENSIONS else ".mkv"
     return (out_dir or src.parent) / f"{src.stem}_{tag}{container or suffix}"
 
@@ -102,10 +115,10 @@ def plan_jobs(
                 output.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise OutputError(f"cannot create output folder {output}: {e.strerror}") from None
-        videos = list_videos(input)
-        if not videos:
-            raise InputError(f"no videos in {input}")
-        return [(v, default_output(v, output, container, tag)) for v in videos]
+        media = sorted(list_videos(input) + list_images(input))  # each goes its own way below
+        if not media:
+            raise InputError(f"no videos or images in {input}")
+        return [(v, default_output(v, output, container, tag)) for v in media]
     if output is not None and output.is_dir():
         return [(input, default_output(input, output, container, tag))]
     return [(input, output or default_output(input, container=container, tag=tag))]
@@ -117,6 +130,10 @@ def check_target(src: Path, dst: Path, config: UpscaleConfig, info: VideoInfo) -
     the encoder takes frames of the output size."""
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputError(f"output {dst} is the input itself; choose another name")
+    if is_image(src):
+        check_output_path(dst, overwrite=config.overwrite)
+        check_image_suffix(dst)
+        return
     check_output_path(dst, overwrite=config.overwrite)
     check_encode(config.encode, dst.suffix)
     scale = model_scale(config)
@@ -216,6 +233,8 @@ class BatchRunner:
         src, dst = Path(src), Path(dst)
         config = self._for_output(dst.suffix)
         config = config if overwrite is None else replace(config, overwrite=overwrite)
+        if is_image(src):
+            return self._run_image(src, dst, config, progress, warn or self._warn)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
         check_target(src, dst, config, info)
         self._sweep(dst.parent)
@@ -230,6 +249,38 @@ class BatchRunner:
             progress=progress,
             warn=warn or self._warn,
         )
+
+    def _run_image(
+        self,
+        src: Path,
+        dst: Path,
+        config: UpscaleConfig,
+        progress: Progress | None,
+        warn: Callable[[str], None],
+    ) -> UpscaleResult:
+        """An image: read upright, through the same engine as a frame, written atomically."""
+        result = UpscaleResult(src, dst)
+
+        def note(msg: str) -> None:
+            result.warnings.append(msg)
+            warn(msg)
+
+        t0 = time.perf_counter()
+        picture = read_image(src)  # a bad image is reported as such before any model is loaded
+        check_target(src, dst, config, picture)
+        self._sweep(dst.parent)
+        engine = self.engines.get(config, picture)  # reads picture.bit_depth, as a VideoInfo's
+        engine.warn = note
+        for msg in picture.notes:
+            note(msg)
+        upscaled = upscale_picture(picture, engine)
+        result.output_bytes = write_image(upscaled, dst, overwrite=config.overwrite, warn=note)
+        result.frames = 1
+        result.seconds = time.perf_counter() - t0
+        result.fps = 1 / result.seconds if result.seconds else 0.0
+        if progress is not None:
+            progress(1, 1)
+        return result
 
     def run_many(self, jobs: list[tuple[Path, Path]]) -> list[UpscaleResult]:
         """Every job, each failure reported and recorded while the others go on."""
@@ -257,7 +308,7 @@ def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> lis
     out = Path(output) if output is not None else None
     jobs = plan_jobs(Path(input), out, config.container, output_tag(config))
     runner = BatchRunner(config, reporter=Reporter(quiet=config.quiet))
-    for suffix in {dst.suffix for _, dst in jobs}:
+    for suffix in {dst.suffix for src, dst in jobs if not is_image(src)}:
         # an impossible codec/container fails before any work
         check_encode(runner._for_output(suffix).encode, suffix)
     return runner.run_many(jobs)

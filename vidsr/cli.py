@@ -100,7 +100,7 @@ def main() -> None:
 @upscale_options
 @click.pass_context
 def upscale(ctx, input, output, **params):
-    """Upscale a video file, or every video in a folder, 4x."""
+    """Upscale a video or image file, or every video and image in a folder, 4x."""
     from .batch import upscale_path
     from .config import build_upscale_config
 
@@ -250,13 +250,14 @@ def models(file):
 
 
 # Commands that live in their own modules; they import nothing back from this one.
+from .compare import compare_command as _compare  # noqa: E402
 from .train.cli import evaluate as _evaluate  # noqa: E402
 from .train.cli import export as _export  # noqa: E402
 from .train.cli import train as _train  # noqa: E402
 from .watch_cli import jobs as _jobs  # noqa: E402
 from .watch_cli import watch as _watch  # noqa: E402
 
-for _command in (_watch, _jobs, _train, _evaluate, _export):
+for _command in (_watch, _jobs, _train, _evaluate, _export, _compare):
     main.add_command(_command)
 
 

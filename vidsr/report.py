@@ -16,6 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .media.images import is_image
+
 
 def human_bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
@@ -23,6 +25,15 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def _counted(results) -> str:
+    """What a folder held: "videos", "images", or "files (2 videos, 1 image)"."""
+    images = sum(1 for r in results if is_image(r.input))
+    videos = len(results) - images
+    if not images or not videos:
+        return "images" if images else "videos"
+    return f"files ({videos} video{'s' * (videos > 1)}, {images} image{'s' * (images > 1)})"
 
 
 class Reporter:
@@ -68,6 +79,10 @@ class Reporter:
     def summary(self, r) -> None:
         if self.quiet:
             return
+        if is_image(r.input):
+            size = human_bytes(r.output_bytes)
+            print(f"{r.output}: image in {r.seconds:.1f} s, {size}", flush=True)
+            return
         print(
             f"{r.output}: {r.frames} frames in {r.seconds:.1f} s ({r.fps:.2f} fps), "
             f"{human_bytes(r.output_bytes)}",
@@ -78,7 +93,7 @@ class Reporter:
         failed = [r for r in results if r.error]
         if not self.quiet or failed:
             print(
-                f"{len(results) - len(failed)} of {len(results)} videos upscaled"
+                f"{len(results) - len(failed)} of {len(results)} {_counted(results)} upscaled"
                 + (f", {len(failed)} failed" if failed else ""),
                 file=sys.stderr,
             )

@@ -33,10 +33,11 @@ from ..imresize import imresize
 DEGRADES = ("none", "video", "real")
 # Pixels; smaller pictures are mirror-padded up to this for the encoder. Not less: on tinier
 # pictures x265 overruns a lookahead buffer and reads uninitialised memory (valgrind), and the
-# same input gave different output from run to run (x264 too: flaky at 32 px, x265 still at 64).
+# same input gave different output from run to run (x265 still at 64; x264's run-to-run
+# differences, at any size, were MB-tree's: see _encoder).
 MIN_CODED = 96
 # RGB <-> YUV as vidsr's decoder and encoder convert (vidsr/media): swscale's default path
-# truncates, and a round trip through it comes back half a grey level darker.
+# truncates, and a round trip through it came back 0.5 (grey) to 1.2 (saturated) levels darker.
 _SWS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
@@ -329,8 +330,9 @@ class RealDegradation:
     twice, then the final resize to the LR size), from the HR crop: call `from_hr`.
 
     A share of samples stays clean (the bicubic LR) or only loses its chroma resolution, so
-    the model keeps what it knew about clean pictures. Codec round trips on the small pictures
-    only: each costs ~5 ms (the MIN_CODED picture), so the chain stays well above 40 samples/s.
+    the model keeps what it knew about clean pictures. Meant for small crops (96 px HR): no
+    picture in the chain is over 1.5x the crop, so a codec round trip costs ~5 ms (mostly the
+    MIN_CODED picture) and a sample ~4 ms on average: over 200 samples/s on one core.
     """
 
     clean_p: float = 0.1
@@ -458,7 +460,7 @@ STEP_KINDS = {
     "blur": StepKind(None, False, (0.05, 8), "SIGMA"),
 }
 MIXES = {"web": "x264:crf=30:pan", "legacy": "noise:2,mpeg4:q=6-8:pan"}
-_ITEMS = (f"{k}:{v.key}={v.unit}" if v.key else f"{k}:{v.unit}" for k, v in STEP_KINDS.items())
+_ITEMS = [f"{k}:{v.key}={v.unit}" if v.key else f"{k}:{v.unit}" for k, v in STEP_KINDS.items()]
 GRAMMAR = (
     "SPEC is a comma-list applied in order of "
     + ", ".join(_ITEMS)

@@ -2,13 +2,15 @@
 
 A folder holds `NAME_HR.png` + `NAME_LR.png` pairs, or HR images alone; a missing LR is made with
 the MATLAB-compatible imresize, the way the distributed LR files were made. HR is mod-cropped to
-`scale` first so that SR and HR line up pixel for pixel.
+`scale` first so that SR and HR line up pixel for pixel. `degrade_pairs` damages the LR (the
+distributed file or ours) the way `vidsr eval --degrade SPEC` asks.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from ..engine import Engine
 from ..errors import InputError
 from ..imresize import imresize, mod_crop
 from ..metrics import Score, mean_score, score_y
+from .degrade import name_seed
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -67,6 +70,17 @@ def load_benchmark(folder: Path, *, scale: int = 4) -> list[BenchmarkPair]:
     return pairs
 
 
+def degrade_pairs(
+    pairs: list[BenchmarkPair], degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+) -> list[BenchmarkPair]:
+    """Every LR through `degrade`, with a generator seeded from the image's name: the same
+    image gets the same damage on every run, whatever else is in the folder."""
+    return [
+        dataclasses.replace(p, lr=degrade(p.lr, np.random.default_rng(name_seed(p.name))))
+        for p in pairs
+    ]
+
+
 def inference_engine(model: nn.Module, *, device: str = "cpu", precision: str = "fp32") -> Engine:
     """A copy in an Engine: Engine folds BatchNorm in place, a training model must not."""
     return Engine(copy.deepcopy(model), device=device, precision=precision)
@@ -81,4 +95,11 @@ def score_pairs(
         yield pair, sr, score_y(sr, pair.hr, border=border)
 
 
-__all__ = ["BenchmarkPair", "inference_engine", "load_benchmark", "mean_score", "score_pairs"]
+__all__ = [
+    "BenchmarkPair",
+    "degrade_pairs",
+    "inference_engine",
+    "load_benchmark",
+    "mean_score",
+    "score_pairs",
+]

@@ -86,7 +86,11 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.option(
     "--grid-weight", type=click.FloatRange(min=0), help="Weight of the sub-pixel grid penalty."
 )
-@click.option("--degrade", type=click.Choice(["none", "video"]), help="LR degradations.")
+@click.option(
+    "--degrade",
+    type=click.Choice(["none", "video", "real"]),
+    help="LR degradations (real: the Real-ESRGAN-style chain).",
+)
 @click.option("--hr-downscale", type=int, help="Shrink source images by this factor first.")
 @click.option("--frames-per-video", type=int, help="Frames sampled from each video at most.")
 @click.option(
@@ -132,23 +136,57 @@ def train(recipe, **flags):
 )
 @click.option("--shave", default=4, show_default=True, help="Border pixels left out of the scores.")
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON line: psnr_y, ssim_y, images."
+    "--degrade",
+    metavar="SPEC",
+    help="Damage the LR before scoring: a mix (web, legacy) or a comma-list of steps (below).",
 )
-def evaluate(model, weights, data, device, precision, shave, as_json):
-    """PSNR and SSIM on the Y channel (BT.601) of a model on a benchmark folder."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON line: psnr_y, ssim_y, grid_index, ..., images, degrade.",
+)
+def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
+    """PSNR and SSIM on the Y channel (BT.601) of a model on a benchmark folder.
+
+    With --degrade SPEC the LR (the folder's NAME_LR file, else bicubic from the HR) is damaged
+    first, with a generator seeded by each image's name, so a run gives the same numbers every
+    time. SPEC is a comma-list of steps applied in order:
+
+    \b
+      x264:crf=N  x265:crf=N        H.264 / HEVC at a constant rate factor
+      mpeg4:q=N   msmpeg4v2:q=N     MPEG-4 Part 2 / MS-MPEG4v2 at a fixed quantiser (qscale)
+      mpeg2:q=N                     MPEG-2 (mpeg2video) at a fixed quantiser
+      jpeg:q=N                      JPEG quality N
+      noise:SIGMA                   Gaussian noise, SIGMA grey levels
+      blur:SIGMA                    Gaussian blur, SIGMA LR pixels
+
+    A codec step codes a 3-frame, 1-pixel pan that ends on the image, so the image is decoded as
+    an inter-coded frame, as in real video; add :intra to code it alone. Any value may be a
+    range A-B, drawn per image from its seed. Named mixes:
+
+    \b
+      web     x264:crf=30 (with the pan): streamed and uploaded video
+      legacy  noise:2,mpeg4:q=6-8 (with the pan): camcorder and early web MPEG-4
+    """
     from rich.console import Console
     from rich.table import Table
 
     from ..engine import Engine
     from ..weights import load_generator
-    from .benchmark import load_benchmark, mean_score, score_pairs
+    from .benchmark import degrade_pairs, load_benchmark, mean_score, score_pairs
+    from .degrade import parse_spec
 
+    spec = parse_spec(degrade) if degrade is not None else None  # before the slow part
     net, _ = load_generator(model, weights)
     engine = Engine(net, device=device, precision=precision)
     scale = engine.scale
     pairs = load_benchmark(data, scale=scale)
+    if spec is not None:
+        pairs = degrade_pairs(pairs, spec)
     rows = [(pair.name, score) for pair, _, score in score_pairs(engine, pairs, border=shave)]
     mean = mean_score([s for _, s in rows])
+    applied = str(spec) if spec is not None else "none"
     if as_json:
         click.echo(json.dumps({
             "psnr_y": round(mean.psnr_y, 4),
@@ -157,9 +195,11 @@ def evaluate(model, weights, data, device, precision, shave, as_json):
             "detail": round(mean.detail, 4),
             "colour_shift_rgb": [round(c, 3) for c in mean.colour],
             "images": len(rows),
+            "degrade": applied,
         }))  # fmt: skip
         return
-    table = Table(title=f"{model} x{scale} on {data.name} (Y channel, {shave} px shaved)")
+    lr = f", LR degraded: {applied}" if spec is not None else ""
+    table = Table(title=f"{model} x{scale} on {data.name} (Y channel, {shave} px shaved{lr})")
     table.add_column("image")
     table.add_column("PSNR-Y (dB)", justify="right")
     table.add_column("SSIM-Y", justify="right")

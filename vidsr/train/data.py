@@ -351,9 +351,12 @@ class PairDataset(Dataset):
                 hr = hr[::-1]
             hr = np.rot90(hr, int(rng.integers(4)))
         hr = np.ascontiguousarray(hr)
-        lr = imresize(hr, 1 / self.scale)
-        if self.degrade is not None:
-            lr = self.degrade(lr, rng)
+        if hasattr(self.degrade, "from_hr"):  # a chain that makes the LR itself (--degrade real)
+            lr = self.degrade.from_hr(hr, self.scale, rng)
+        else:
+            lr = imresize(hr, 1 / self.scale)
+            if self.degrade is not None:
+                lr = self.degrade(lr, rng)
         to_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)  # noqa: E731
         return to_chw(lr), to_chw(hr)
 

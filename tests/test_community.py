@@ -177,3 +177,28 @@ def test_a_vidsr_model_in_a_basicsr_layout_is_still_a_vidsr_model(tmp_path, clip
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(loaded(x), net.eval()(x), atol=1e-6)
+
+
+def test_eval_and_bench_take_a_community_file(files, tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    bench = tmp_path / "set"
+    bench.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        hr = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+        Image.fromarray(hr).save(bench / f"im{i}_HR.png")
+        Image.fromarray(hr[::4, ::4]).save(bench / f"im{i}_LR.png")  # x4 LR files
+    path, _, _ = files["compact_x2.pth"]
+    r = run("eval", "--weights", path, "--data", bench, "--json")
+    assert r.exit_code == 0, r.output
+    assert "are not x2" in r.output  # a 2x model: the x4 LR files are not used, and it says so
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert out["images"] == 2 and out["psnr_y"] > 0
+    r = run("bench", "--weights", path, "--size", "16x16", "--frames", "2", "--repeat", "1",
+            "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["scale"] == 2

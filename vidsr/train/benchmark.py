@@ -40,7 +40,11 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.array(im.convert("RGB"))  # a writable copy: torch.from_numpy wants one
 
 
-def load_benchmark(folder: Path, *, scale: int = 4) -> list[BenchmarkPair]:
+def load_benchmark(
+    folder: Path, *, scale: int = 4, notes: list[str] | None = None
+) -> list[BenchmarkPair]:
+    """The folder's (HR, LR) pairs at `scale`. An `NAME_LR` file made for another scale (Set5's
+    x4 files and a 2x model) is not used: that LR is made from the HR, and `notes` says so."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"benchmark folder not found: {folder}")
@@ -50,24 +54,30 @@ def load_benchmark(folder: Path, *, scale: int = 4) -> list[BenchmarkPair]:
         hr_files = [p for p in files if not p.stem.upper().endswith("_LR")]
     if not hr_files:
         raise InputError(f"no images in {folder} (expected NAME_HR.png [+ NAME_LR.png] files)")
-    pairs = []
+    pairs, made = [], 0
     for hr_path in hr_files:
         hr = read_rgb(hr_path)
         stem = hr_path.stem[:-3] if hr_path.stem.upper().endswith("_HR") else hr_path.stem
-        lr_path = next(
-            (p for p in files if p.stem.upper() == f"{stem}_LR".upper()),
-            None,
-        )
-        if lr_path is not None:
-            lr = read_rgb(lr_path)
+        lr_path = next((p for p in files if p.stem.upper() == f"{stem}_LR".upper()), None)
+        lr = read_rgb(lr_path) if lr_path is not None else None
+        if lr is not None and _fits(hr, lr, scale):
             hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
         else:
+            made += lr is not None
             hr = mod_crop(hr, scale)
             lr = imresize(hr, 1 / scale)
-        if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-            raise InputError(f"{hr_path.name}: HR {hr.shape[:2]} is not {scale}x LR {lr.shape[:2]}")
         pairs.append(BenchmarkPair(stem, hr, lr))
+    if made and notes is not None:
+        notes.append(
+            f"the LR files in {folder.name} are not x{scale}: the x{scale} LR of {made} image(s) "
+            "was made from the HR (MATLAB-compatible bicubic, as the benchmarks were)"
+        )
     return pairs
+
+
+def _fits(hr: np.ndarray, lr: np.ndarray, scale: int) -> bool:
+    """An LR file made for `scale`: HR is its size times scale, up to the mod-crop remainder."""
+    return all(0 <= h - lo * scale < scale for h, lo in zip(hr.shape[:2], lr.shape[:2], strict=True))
 
 
 def degrade_pairs(

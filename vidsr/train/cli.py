@@ -121,9 +121,15 @@ def train(recipe, **flags):
 
 @click.command(name="eval")
 @click.option(
-    "--model", default="srresnet", show_default=True, help="srresnet, srgan, fast or bicubic."
+    "--model",
+    default=None,
+    help="srresnet, srgan, fast or bicubic.  [default: srresnet; with --weights: the file's]",
 )
-@click.option("--weights", type=_file, help="A state_dict or `vidsr train` checkpoint.")
+@click.option(
+    "--weights",
+    type=_file,
+    help="A `vidsr train` checkpoint or export, or a community model file (any architecture).",
+)
 @click.option(
     "--data",
     type=_dir,
@@ -173,15 +179,19 @@ def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
     from rich.table import Table
 
     from ..engine import Engine
-    from ..weights import load_generator
+    from ..weights import load_network
     from .benchmark import degrade_pairs, load_benchmark, mean_score, score_pairs
     from .degrade import parse_spec
 
     spec = parse_spec(degrade) if degrade is not None else None  # before the slow part
-    net, _ = load_generator(model, weights)
+    model = model or ("auto" if weights is not None else "srresnet")
+    net, _ = load_network(model, weights)
     engine = Engine(net, device=device, precision=precision)
     scale = engine.scale
-    pairs = load_benchmark(data, scale=scale)
+    notes: list[str] = []
+    pairs = load_benchmark(data, scale=scale, notes=notes)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if spec is not None:
         pairs = degrade_pairs(pairs, spec)
     rows = [(pair.name, score) for pair, _, score in score_pairs(engine, pairs, border=shave)]
@@ -199,7 +209,8 @@ def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
         }))  # fmt: skip
         return
     lr = f", LR degraded: {applied}" if spec is not None else ""
-    table = Table(title=f"{model} x{scale} on {data.name} (Y channel, {shave} px shaved{lr})")
+    shown = Path(weights).name if model == "auto" else model
+    table = Table(title=f"{shown} x{scale} on {data.name} (Y channel, {shave} px shaved{lr})")
     table.add_column("image")
     table.add_column("PSNR-Y (dB)", justify="right")
     table.add_column("SSIM-Y", justify="right")

@@ -77,7 +77,8 @@ def load_benchmark(
 
 def _fits(hr: np.ndarray, lr: np.ndarray, scale: int) -> bool:
     """An LR file made for `scale`: HR is its size times scale, up to the mod-crop remainder."""
-    return all(0 <= h - lo * scale < scale for h, lo in zip(hr.shape[:2], lr.shape[:2], strict=True))
+    pairs = zip(hr.shape[:2], lr.shape[:2], strict=True)
+    return all(0 <= h - lo * scale < scale for h, lo in pairs)
 
 
 def degrade_pairs(

@@ -17,6 +17,7 @@ KEYS = {
     "precision",
     "batch_size",
     "size",
+    "scale",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,10 +146,14 @@ def load_file(path: Path, *, mmap: bool = False) -> Any:
             return dict(load_safetensors(str(path), device="cpu"))
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "a forbidden global"
+        # torch's message for a pickle that names a callable: "... unsupported GLOBAL
+        # posix.system ...". Anything else (junk, a truncated file) is merely unreadable.
+        wanted = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(e))
+        if wanted is None:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WeightsError(f"cannot read weights from {path}: {first[:200]}") from None
         raise WeightsError(
-            f"{path} is not a plain weights file: loading it would run code ({first[:120]}); "
-            "refused"
+            f"{path} is not a plain weights file: loading it would run {wanted.group(1)}; refused"
         ) from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

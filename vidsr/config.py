@@ -355,6 +355,9 @@ class TrainConfig:
     vgg_before_relu: bool = False  # ESRGAN: features taken before the activation
     gan_loss: str = "bce"  # bce (the paper's -log D) or ragan (relativistic average, ESRGAN)
     grid_weight: float = 0.0  # penalises a pattern locked to the sub-pixel phase (grid index)
+    lowpass_weight: float = (
+        0.0  # L1 of 4x-pooled SR vs HR: holds colour and brightness, not texture
+    )
     discriminator: dict[str, int] = field(default_factory=dict)
     init: Path | None = None  # start from these weights (state_dict, checkpoint, or "shipped")
     needs_init: bool = False  # no --init: start from the shipped weights of `init_from`, or refuse
@@ -397,6 +400,7 @@ class TrainConfig:
         ("content_weight", 0.0, False),
         ("adversarial_weight", 0.0, False),
         ("grid_weight", 0.0, False),
+        ("lowpass_weight", 0.0, False),
         ("val_every", 0, False),
         ("ckpt_every", 0, False),
         ("sample_every", 0, False),

@@ -43,7 +43,14 @@ from .checkpoint import load_checkpoint, plain, save_checkpoint
 from .data import PairDataset, StepSampler, extract_frames, min_image_size, scan_images
 from .degrade import build_degradation
 from .ema import ModelEma
-from .losses import ContentLoss, discriminator_loss, generator_adversarial, grid_loss, pixel_loss
+from .losses import (
+    ContentLoss,
+    discriminator_loss,
+    generator_adversarial,
+    grid_loss,
+    lowpass_loss,
+    pixel_loss,
+)
 from .plots import curves_image, sample_grid, stack_panels, to_uint8
 from .recipe import CONFIG_FILE, config_toml, make_config, resume_changes, stored_values
 
@@ -203,7 +210,7 @@ class Run:
         h = self.history
         loss_keys = tuple(
             k
-            for k in ("loss_g", "loss_d", "pixel", "content", "adv", "grid")
+            for k in ("loss_g", "loss_d", "pixel", "content", "adv", "grid", "lowpass")
             if any(k in r for r in h)
         )
         panels = [curves_image(h, keys=loss_keys, title="training loss", log_y=True)]
@@ -488,6 +495,8 @@ def _generator_terms(st: TrainState, sr: torch.Tensor, y: torch.Tensor) -> dict[
         terms["pixel"] = (cfg.pixel_weight, pixel_loss(cfg.pixel_loss, sr, y))
     if cfg.grid_weight > 0:
         terms["grid"] = (cfg.grid_weight, grid_loss(sr, y))
+    if cfg.lowpass_weight > 0:
+        terms["lowpass"] = (cfg.lowpass_weight, lowpass_loss(sr, y))
     if st.content is not None:
         terms["content"] = (cfg.content_weight, st.content(sr, y).float())
     if st.d is not None:

@@ -175,9 +175,6 @@ def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
       web     x264:crf=30 (with the pan): streamed and uploaded video
       legacy  noise:2,mpeg4:q=6-8 (with the pan): camcorder and early web MPEG-4
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from ..engine import Engine
     from ..weights import load_network
     from .benchmark import degrade_pairs, load_benchmark, mean_score, score_pairs
@@ -208,24 +205,25 @@ def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
             "degrade": applied,
         }))  # fmt: skip
         return
-    lr = f", LR degraded: {applied}" if spec is not None else ""
     shown = Path(weights).name if model == "auto" else model
-    table = Table(title=f"{shown} x{scale} on {data.name} (Y channel, {shave} px shaved{lr})")
-    table.add_column("image")
-    table.add_column("PSNR-Y (dB)", justify="right")
-    table.add_column("SSIM-Y", justify="right")
-    table.add_column("grid index", justify="right")
-    table.add_column("detail", justify="right")
-    for name, score in rows:
+    lr = f", LR degraded: {applied}" if spec is not None else ""
+    _print_table(rows, mean, f"{shown} x{scale} on {data.name} (Y channel, {shave} px shaved{lr})")
+
+
+def _print_table(rows, mean, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("image", "PSNR-Y (dB)", "SSIM-Y", "grid index", "detail"):
+        table.add_column(name, justify="left" if name == "image" else "right")
+    for name, score in [*rows, ("mean", mean)]:
+        if name == "mean":
+            table.add_section()
         table.add_row(
-            name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}",
-            f"{score.grid_index:.3f}", f"{score.detail:.2f}",
+            name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}", f"{score.grid_index:.3f}",
+            f"{score.detail:.2f}", style="bold" if name == "mean" else None,
         )  # fmt: skip
-    table.add_section()
-    table.add_row(
-        "mean", f"{mean.psnr_y:.2f}", f"{mean.ssim_y:.4f}",
-        f"{mean.grid_index:.3f}", f"{mean.detail:.2f}", style="bold",
-    )  # fmt: skip
     Console().print(table)
 
 

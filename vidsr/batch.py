@@ -157,10 +157,16 @@ class BatchRunner:
         overwrite: bool | None = None,
         progress: Progress | None = None,
         warn: Callable[[str], None] | None = None,
+        inform: Callable[[str], None] | None = None,
     ) -> UpscaleResult:
-        """One job; raises VidsrError subclasses (the caller decides what a failure means)."""
+        """One job; raises VidsrError subclasses (the caller decides what a failure means).
+
+        With --skip-existing, an output that exists is left alone: a result with `skipped` set.
+        """
         src, dst = Path(src), Path(dst)
         config = self.config if overwrite is None else replace(self.config, overwrite=overwrite)
+        if config.skip_existing and dst.is_file():
+            return UpscaleResult(src, dst, skipped=True, output_bytes=dst.stat().st_size)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
         check_target(src, dst, config)
         self._sweep(dst.parent)
@@ -174,6 +180,7 @@ class BatchRunner:
             cancel=self.cancel,
             progress=progress,
             warn=warn or self._warn,
+            inform=inform or getattr(self.reporter, "info", None),
         )
 
     def run_many(self, jobs: list[tuple[Path, Path]]) -> list[UpscaleResult]:

@@ -538,6 +538,9 @@ class _LogReporter:
     def warn(self, msg: str) -> None:
         log.warning("%s", msg)
 
+    def info(self, msg: str) -> None:
+        log.info("%s", msg)
+
 
 def watch(config: WatchConfig) -> WatchSummary:
     return Watcher(config).run()

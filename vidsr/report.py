@@ -61,7 +61,10 @@ class Reporter:
 
     def warn(self, msg: str) -> None:
         # Not hidden by --quiet: it hides progress and summaries, never what went wrong.
-        self.console.print(f"[yellow]warning:[/] {msg}", markup=True, highlight=False)
+        # soft_wrap: one line stays one line in a log, however narrow rich thinks the console is
+        self.console.print(
+            f"[yellow]warning:[/] {msg}", markup=True, highlight=False, soft_wrap=True
+        )
 
     def error(self, msg: str) -> None:
         print(f"vidsr: error: {msg}", file=sys.stderr)

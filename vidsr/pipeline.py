@@ -229,7 +229,8 @@ def _segmented(job: _Job, result: UpscaleResult):
             reader, written = _encode_segments(job, work, window, per_segment)
         if work.frames_done == 0:
             work.remove()
-            raise InputError(f"{job.src}: no frame could be decoded")
+            where = " in the --start/--duration span" if window is not None else " could be decoded"
+            raise InputError(f"{job.src}: no frame{where}")
         with SegmentMuxer(
             info, job.dst, config.encode, work.files(), scale=engine.scale,
             overwrite=config.overwrite, window=window, warn=job.note,

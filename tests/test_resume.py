@@ -218,6 +218,17 @@ def test_a_damaged_last_segment_is_redone_and_strays_are_removed(clip60, tmp_pat
     assert not work.exists()
 
 
+def test_a_damaged_journal_starts_over_and_says_so(clip60, tmp_path):
+    dst = tmp_path / "out.mp4"
+    interrupted(clip60, dst, config(), 30)
+    (work_path(dst) / "journal.sqlite").write_bytes(b"garbage garbage garbage " * 100)
+    notes = []
+    result = BatchRunner(config()).run_one(clip60, dst, warn=notes.append)
+    assert notes == ["out.mp4: the journal in .out.mp4.vidsr-work is damaged; starting over"]
+    assert result.resumed_frames == 0 and result.frames == 60
+    assert not work_path(dst).exists()
+
+
 # -- what the journal depends on -----------------------------------------------------------------
 
 

@@ -178,16 +178,11 @@ def run_bench(
                 best["encode"],
                 encode_fps(clip, Path(tmp) / "enc.mp4", config, engine.scale, frames),
             )
-            result = upscale_file(clip, Path(tmp) / "out.mp4", config, engine=engine)
-            best["pipeline"] = max(best["pipeline"], result.frames / result.seconds)
-            result = upscale_file(clip, Path(tmp) / "seg.mp4", segmented, engine=engine)
-            best["segmented"] = max(best["segmented"], result.frames / result.seconds)
+            for name, cfg in (("pipeline", config), ("segmented", segmented)):
+                result = upscale_file(clip, Path(tmp) / f"{name}.mp4", cfg, engine=engine)
+                best[name] = max(best[name], result.frames / result.seconds)
     return BenchResult(
-        model_fps=round(best["model"], 3),
-        pipeline_fps=round(best["pipeline"], 3),
-        segmented_fps=round(best["segmented"], 3),
-        decode_fps=round(best["decode"], 3),
-        encode_fps=round(best["encode"], 3),
+        **{f"{k}_fps": round(v, 3) for k, v in best.items()},
         device=str(engine.device),
         precision=engine.precision,
         batch_size=batch,

@@ -174,7 +174,7 @@ class WorkFolder:
         try:
             self.path.mkdir(exist_ok=True)
             self._lock()
-            old, segments, complete = self._read()
+            old, segments, complete = self._read(note)
         except OutputError:
             raise
         except (OSError, sqlite3.Error) as e:
@@ -206,7 +206,9 @@ class WorkFolder:
                 f"another vidsr run is writing {self.dst} (its work folder is in use)"
             ) from None
 
-    def _read(self) -> tuple[dict[str, str] | None, list[Segment], bool]:
+    def _read(
+        self, note: Callable[[str], None]
+    ) -> tuple[dict[str, str] | None, list[Segment], bool]:
         """The journal's identity, segments and completion; a damaged journal is started over."""
         path = self.path / JOURNAL
         try:
@@ -224,6 +226,7 @@ class WorkFolder:
             for suffix in ("", "-journal", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             self._db = _connect(path)
+            note(f"{self.dst.name}: the journal in {self.path.name} is damaged; starting over")
             return None, [], False
         complete = rows.pop("complete", None) == "1"
         identity = {k[3:]: v for k, v in rows.items() if k.startswith("id.")}
@@ -267,7 +270,9 @@ class WorkFolder:
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False)
     try:
-        db.execute("PRAGMA synchronous = FULL")  # a committed segment row survives a power cut
+        # WAL: a commit is one fsync of the log; FULL: a committed row survives a power cut
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
         db.execute("CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         db.execute(
             "CREATE TABLE IF NOT EXISTS segment (idx INTEGER PRIMARY KEY, name TEXT NOT NULL, "

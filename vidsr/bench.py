@@ -5,8 +5,8 @@ All numbers come from the same Engine (same threads, same precision, same batch 
 - decode: the generated clip read to RGB frames, as the pipeline's reader does;
 - encode: upscaled-size frames written with the pipeline's encoder settings;
 - pipeline: `upscale_file` on the clip, wall clock from open to the renamed output, in one pass;
-- segmented: the same, written as resumable segments (four in the clip, a harsher cut than the
-  10 s segments of a real run) and joined: what resume costs.
+- segmented: the same, written as resumable segments (two in the clip: a seam and the join; a
+  real run cuts every 10 s, so this is a bound on what resume costs).
 The network has random weights: speed does not depend on the values.
 """
 
@@ -168,7 +168,7 @@ def run_bench(
         info = probe(clip)
         batch = resolve_batch_size(engine, batch_size, info)
         config = replace(config, batch_size=batch)
-        segmented = replace(config, segment_seconds=max(1, frames // 4) / 25, resume=False)
+        segmented = replace(config, segment_seconds=max(1, frames // 2) / 25, resume=False)
         still = np.stack([sample_frame(i, width, height) for i in range(min(frames, 3 * batch))])
         best = dict(model=0.0, pipeline=0.0, segmented=0.0, decode=0.0, encode=0.0)
         for _ in range(max(1, repeat)):

@@ -170,7 +170,7 @@ def bench(model, size, frames, device, precision, batch_size, tile, repeat, thre
     ratio = result.pipeline_fps / result.model_fps if result.model_fps else 0.0
     click.echo(f"  pipeline / model: {ratio:.2f}")
     seg = result.segmented_fps / result.pipeline_fps if result.pipeline_fps else 0.0
-    click.echo(f"  segmented / pipeline: {seg:.2f} (resumable segments, 4 in the clip)")
+    click.echo(f"  segmented / pipeline: {seg:.2f} (resumable segments: 2 in the clip)")
 
 
 @main.command()

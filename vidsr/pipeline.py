@@ -6,7 +6,6 @@ The same stages serve CPU and GPU; on a GPU, batches travel through pinned host 
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -24,8 +23,7 @@ from .media.encode import VideoWriter, check_encode, choose_pix_fmt, encoder_opt
 from .media.probe import VideoInfo, probe
 from .media.segments import SegmentEncoder, SegmentMuxer
 from .media.span import SpanReader, Window, expected_frames, span_window
-from .resume import FORMAT as RESUME_FORMAT
-from .resume import WorkFolder, source_identity
+from .resume import WorkFolder, job_identity
 from .slots import SlotRing
 
 _END = object()  # queue sentinel: the stage before has finished
@@ -274,40 +272,6 @@ def _encode_segments(job: _Job, work: WorkFolder, window: Window | None, per_seg
 def segment_frames(info: VideoInfo, seconds: float) -> int:
     """Frames per segment: about `seconds` of video, as a keyframe interval is."""
     return max(1, round(seconds * float(info.average_rate or 25)))
-
-
-def job_identity(
-    src: Path, config: UpscaleConfig, info: VideoInfo, engine: Engine, per_segment: int
-) -> dict[str, str]:
-    """What the output depends on: a rerun resumes only where all of it is the same."""
-    import av
-
-    from .weights import SHIPPED, sha256_of
-
-    enc = config.encode
-    if config.weights is not None:
-        weights = sha256_of(config.weights)
-    else:
-        weights = SHIPPED[config.model].sha256 if config.model in SHIPPED else "none"
-    encoder = {
-        "codec": enc.codec,
-        "pix_fmt": choose_pix_fmt(enc.codec, info, enc.pix_fmt),
-        "options": encoder_options(enc, info, info.height * engine.scale),
-    }
-    return {
-        "format": RESUME_FORMAT,
-        "source": source_identity(src),
-        "model": config.model,
-        "weights": weights,
-        "precision": engine.precision,
-        "device": engine.device.type,
-        "tile": str(config.tile),
-        "scale": str(engine.scale),
-        "encoder": json.dumps(encoder, sort_keys=True),
-        "span": json.dumps([config.start, config.duration]),
-        "segment_frames": str(per_segment),
-        "ffmpeg": f"{av.__version__} {getattr(av, 'ffmpeg_version_info', '')}",
-    }
 
 
 def _run_stages(

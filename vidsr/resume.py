@@ -21,9 +21,18 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
 
 from .errors import OutputError
+from .media.encode import choose_pix_fmt, encoder_options
 from .media.segments import Segment, count_frames
+
+if TYPE_CHECKING:
+    from .config import UpscaleConfig
+    from .engine import Engine
+    from .media.probe import VideoInfo
 
 WORK_SUFFIX = ".vidsr-work"
 JOURNAL = "journal.sqlite"
@@ -67,6 +76,38 @@ def source_identity(path: Path) -> str:
             f.seek(-(1 << 20), os.SEEK_END)
             h.update(f.read(1 << 20))
     return json.dumps([str(path.resolve()), st.st_size, st.st_mtime_ns, h.hexdigest()])
+
+
+def job_identity(
+    src: Path, config: UpscaleConfig, info: VideoInfo, engine: Engine, per_segment: int
+) -> dict[str, str]:
+    """What the output depends on: a rerun resumes only where all of it is the same."""
+    from .weights import SHIPPED, sha256_of  # torch: only when a job runs
+
+    enc = config.encode
+    if config.weights is not None:
+        weights = sha256_of(config.weights)
+    else:
+        weights = SHIPPED[config.model].sha256 if config.model in SHIPPED else "none"
+    encoder = {
+        "codec": enc.codec,
+        "pix_fmt": choose_pix_fmt(enc.codec, info, enc.pix_fmt),
+        "options": encoder_options(enc, info, info.height * engine.scale),
+    }
+    return {
+        "format": FORMAT,
+        "source": source_identity(src),
+        "model": config.model,
+        "weights": weights,
+        "precision": engine.precision,
+        "device": engine.device.type,
+        "tile": str(config.tile),
+        "scale": str(engine.scale),
+        "encoder": json.dumps(encoder, sort_keys=True),
+        "span": json.dumps([config.start, config.duration]),
+        "segment_frames": str(per_segment),
+        "ffmpeg": f"{av.__version__} {getattr(av, 'ffmpeg_version_info', '')}",
+    }
 
 
 def describe_change(old: dict[str, str], new: dict[str, str]) -> str:
@@ -286,4 +327,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-__all__ = ["CHANGES", "WorkFolder", "describe_change", "source_identity", "work_path"]
+__all__ = [
+    "CHANGES",
+    "WorkFolder",
+    "describe_change",
+    "job_identity",
+    "source_identity",
+    "work_path",
+]

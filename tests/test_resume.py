@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from media import make_clip
 
-from vidsr import pipeline
+from vidsr import pipeline, report
 from vidsr.batch import BatchRunner
 from vidsr.cli import main
 from vidsr.config import EncodeConfig, UpscaleConfig
@@ -150,7 +150,8 @@ def test_kill_9_at_random_points_then_rerun_gives_the_unbroken_output(
         _run_until(script, clip300, dst, at)
     if not dst.exists():  # the last kill came before the target was renamed into place
         result = BatchRunner(config()).run_one(clip300, dst)
-        assert result.resumed_frames >= PER * (299 // PER)  # finished segments kept, not redone
+        # Finished segments are kept, not redone; the one being finished at the kill may be lost.
+        assert result.resumed_frames >= PER * (299 // PER - 1)
     assert contents(dst) == reference300
     pts, audio = source_pts_and_audio(clip300)
     assert [t for t, _ in reference300["frames"]] == pts  # every frame at its source pts
@@ -307,7 +308,7 @@ def test_a_run_stopped_before_its_first_segment_leaves_nothing(clip60, tmp_path)
 
 KILLABLE_WATCH = """
 import sys, time
-from vidsr import pipeline
+from vidsr import pipeline, report
 pipeline.segment_frames = lambda info, seconds: 10
 real = pipeline._encode_stage
 def slow(writer, ring, inq, stages, info, progress):
@@ -342,11 +343,13 @@ def test_the_watcher_resumes_a_job_killed_mid_way(clip60, tmp_path, monkeypatch)
         proc.wait(timeout=30)
     assert not (out / "clip_x4.mp4").exists()
     monkeypatch.setattr(pipeline, "segment_frames", lambda info, seconds: 10)
+    monkeypatch.setattr(report, "LOG_EVERY", 0.0)  # a progress line at every batch
     upscale = UpscaleConfig(model="bicubic", device="cpu")
     Watcher(WatchConfig(inbox=inbox, out=out, once=True, stable_secs=0.1, upscale=upscale)).run()
     log = (out / ".vidsr" / "watch.log").read_text()
     assert re.search(r"clip_x4.mp4: resuming after frame (30|40) ", log), log
     assert "model bicubic, device cpu" in log
+    assert re.search(r"clip.mp4: 60/60 frames \(100%\), [\d.]+ fps, ETA 0:00", log), log
     ref = tmp_path / "ref.mp4"
     BatchRunner(upscale).run_one(inbox / "clip.mp4", ref)
     assert contents(out / "clip_x4.mp4") == contents(ref)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class Reporter:
         if self.quiet:
             yield None
         elif not self.console.is_terminal:
-            yield _LogLines(src.name)
+            yield LogLines(src.name)
         else:
             with _bar(self.console, src.name) as update:
                 yield update
@@ -124,11 +125,13 @@ def _bar(console: Console, name: str):
         yield update
 
 
-class _LogLines:
-    """progress(done, total) that prints a line every LOG_EVERY seconds."""
+class LogLines:
+    """progress(done, total) that says where a job is every LOG_EVERY seconds, in one line
+    (printed to stderr, or handed to `emit`: the watcher's log)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, emit: Callable[[str], None] | None = None):
         self.name = name
+        self.emit = emit or (lambda line: print(line, file=sys.stderr, flush=True))
         self.first: int | None = None
         self.t0 = self.last = time.monotonic()
 
@@ -144,5 +147,4 @@ class _LogLines:
         of = f"/{total}" if total else ""
         pct = f" ({100 * done / total:.0f}%)" if total else ""
         eta = f", ETA {human_seconds((total - done) / fps)}" if total and fps > 0 else ""
-        print(f"{self.name}: {done}{of} frames{pct}, {fps:.2f} fps{eta}", file=sys.stderr,
-              flush=True)  # fmt: skip
+        self.emit(f"{self.name}: {done}{of} frames{pct}, {fps:.2f} fps{eta}")

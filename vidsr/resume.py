@@ -183,7 +183,7 @@ class WorkFolder:
             self.segments.append(segment)
 
     def _error(self, e: BaseException) -> OutputError:
-        if "full" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
+        if "full" in str(e) or getattr(e, "errno", None) == errno.ENOSPC or self._disk_full():
             return OutputError(f"disk full while writing {self.dst}")
         reason = getattr(e, "strerror", None) or str(e)
         return OutputError(f"cannot use the work folder {self.path}: {reason}")
@@ -199,6 +199,13 @@ class WorkFolder:
         """The target is in place: the segments and the journal go."""
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def _disk_full(self) -> bool:
+        """SQLite says "disk I/O error" where a WAL file cannot grow: ask the filesystem."""
+        try:
+            return shutil.disk_usage(self.dst.parent).free < (64 << 10)
+        except OSError:
+            return False
 
     def close(self) -> None:
         if self._db is not None:

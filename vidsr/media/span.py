@@ -72,6 +72,8 @@ def span_window(info: VideoInfo, start: float | None, duration: float | None) ->
 def expected_frames(info: VideoInfo, window: Window | None) -> int:
     """About how many frames the output will have (for progress and ETA); 0 when unknown."""
     if window is None or window.end is None or not info.average_rate:
+        if not info.frames and info.duration and info.average_rate:  # Matroska counts none
+            return round(info.duration * float(info.average_rate))
         return info.frames
     begin = window.first if window.first is not None else window.origin
     seconds = float((window.end - begin) * window.time_base)

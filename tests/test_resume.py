@@ -96,10 +96,16 @@ def test_the_clips_have_the_segment_length_the_tests_assume(clip60, clip300):
 
 
 @pytest.fixture(scope="module")
-def reference300(clip300, tmp_path_factory):
+def ref300(clip300, tmp_path_factory) -> Path:
+    """An unbroken run of the 300-frame clip."""
     dst = tmp_path_factory.mktemp("ref") / "ref.mp4"
     BatchRunner(config()).run_one(clip300, dst)
-    return contents(dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def reference300(ref300):
+    return contents(ref300)
 
 
 # -- kill -9 -------------------------------------------------------------------------------------
@@ -359,12 +365,11 @@ def test_the_watcher_resumes_a_job_killed_mid_way(clip60, tmp_path, monkeypatch)
 # -- seams -----------------------------------------------------------------------------------------
 
 
-def test_seams_cost_what_a_keyframe_at_the_same_place_costs(clip300, reference300, tmp_path):
+def test_seams_cost_what_a_keyframe_at_the_same_place_costs(clip300, ref300, tmp_path):
     """A seam is a keyframe: on the whole as big as the keyframes an unbroken encode puts at the
     same frames, and the frames after them no bigger either (one keyframe varies by +-30% in
     both, with x264's rate control)."""
-    seg = tmp_path / "seg.mp4"
-    BatchRunner(config()).run_one(clip300, seg)
+    seg = ref300  # segments of PER frames
     whole = tmp_path / "whole.mp4"
     keyed = {**X264_1, "x264-params": f"keyint={PER}:min-keyint={PER}:scenecut=0"}
     BatchRunner(config(segment_seconds=0, options=keyed)).run_one(clip300, whole)

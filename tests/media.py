@@ -156,3 +156,83 @@ def make_subtitled_mkv(path: Path, frames: int = 10) -> list[bytes]:
                 lines.append(text)
         out.mux(v.encode(None))
     return lines
+
+
+def numbered(i: int, w: int = 64, h: int = 48) -> np.ndarray:
+    """A picture that shows its frame number `i` (< 256) as eight black/white bars."""
+    img = np.zeros((h, w, 3), np.uint8)
+    bar = w // 8
+    for bit in range(8):
+        if (i >> bit) & 1:
+            img[:, bit * bar : (bit + 1) * bar] = 255
+    img[:, :, 1] //= 2  # a little colour, so the chroma planes carry something too
+    return img
+
+
+def number_of(rgb: np.ndarray) -> int:
+    """The frame number a `numbered` picture shows, read at the bars' centres (any scale)."""
+    h, w = rgb.shape[:2]
+    bar = w / 8
+    luma = rgb[h // 4 : 3 * h // 4].mean(axis=(0, 2))
+    return sum(1 << b for b in range(8) if luma[int((b + 0.5) * bar)] > 100)
+
+
+def decoded_numbers(path: Path) -> tuple[list[int], list[int]]:
+    """The frame numbers of every decoded picture, in decoder order, and their pts."""
+    with av.open(str(path)) as c:
+        frames = list(c.decode(c.streams.video[0]))
+    return [number_of(f.to_ndarray(format="rgb24")) for f in frames], [f.pts for f in frames]
+
+
+def _vop_type(data: bytes) -> str:
+    i = data.find(b"\x00\x00\x01\xb6")  # the VOP start code; the next two bits are its type
+    return "IPBS"[data[i + 4] >> 6]
+
+
+def _n_vop(time_bits: int) -> bytes:
+    """A not-coded VOP: the placeholder chunk DivX/XviD write where a packed B-frame was."""
+    bits = "01" + "0" + "1" + "0" * time_bits + "1" + "0"  # P, time base, marker, time, coded=0
+    bits += "0" + "1" * ((8 - (len(bits) + 1) % 8) % 8)  # stuffing to the byte boundary
+    return b"\x00\x00\x01\xb6" + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def make_packed_bframes_avi(path: Path, frames: int = 30, bframes: int = 2) -> None:
+    """An MPEG-4 Part 2 AVI with "packed B-frames", the way DivX 5 and XviD write them.
+
+    AVI keeps one timestamp per chunk, so those encoders put each P-frame together with the first
+    B-frame shown before it in one chunk, the other B-frames in their own, and a not-coded VOP
+    where the P-frame's time comes; a "DivX...p" user-data string tells decoders. FFmpeg's mpeg4
+    encoder writes B-frames unpacked; this packs its output the same way.
+    """
+    cc = av.CodecContext.create("mpeg4", "w")
+    cc.width, cc.height, cc.pix_fmt = 64, 48, "yuv420p"
+    cc.time_base, cc.framerate = Fraction(1, 25), Fraction(25)
+    cc.max_b_frames, cc.bit_rate = bframes, 2_000_000
+    cc.open()
+    packets: list[bytes] = []
+    for i in range(frames):
+        f = av.VideoFrame.from_ndarray(numbered(i), format="rgb24").reformat(format="yuv420p")
+        f.pts = i
+        packets += [bytes(p) for p in cc.encode(f)]
+    packets += [bytes(p) for p in cc.encode(None)]
+    first = packets[0]
+    vop = first.find(b"\x00\x00\x01\xb6")
+    packets[0] = first[:vop] + b"\x00\x00\x01\xb2DivX503b1393p" + first[vop:]
+    chunks, j = [], 0
+    while j < len(packets):
+        ref, j = packets[j], j + 1
+        bs = []
+        while j < len(packets) and _vop_type(packets[j]) == "B":
+            bs.append(packets[j])
+            j += 1
+        chunks += [ref + bs[0], *bs[1:], _n_vop(5)] if bs else [ref]  # 25 fps: 5-bit times
+    assert len(chunks) == frames
+    with av.open(str(path), "w", format="avi") as out:
+        v = out.add_stream("mpeg4", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = Fraction(1, 25)
+        for k, data in enumerate(chunks):
+            p = av.Packet(data)
+            p.stream, p.time_base, p.pts, p.dts = v, Fraction(1, 25), k, k
+            p.is_keyframe = _vop_type(data) == "I"
+            out.mux(p)

@@ -18,6 +18,7 @@ KEYS = {
     "precision",
     "batch_size",
     "size",
+    "scale",
 }
 
 

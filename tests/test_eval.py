@@ -70,3 +70,88 @@ def test_eval_trained_model_needs_weights(tmp_path, monkeypatch):
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["eval", "--model", "srresnet", "--data", str(tmp_path)])
     assert result.exit_code != 0 and "--weights" in result.output
+
+
+# -- --degrade SPEC -----------------------------------------------------------------------------
+
+
+def _bench(folder: Path, names=("a", "b", "c"), size=64) -> Path:
+    """A tiny benchmark folder of HR-only PNGs: smooth gradients with some texture."""
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:size, 0:size]
+    for name in names:
+        i = ord(name[0]) % 5  # the picture depends on the name only
+        rng = np.random.default_rng(i)
+        img = np.stack([x * 3 + 20 * i, y * 2 + 40, (x + y) * 2], -1) + rng.normal(
+            0, 12, (size,) * 2 + (3,)
+        )
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{name}.png")
+    return folder
+
+
+def _json(*args):
+    return json.loads(_eval("--model", "bicubic", *args, "--json").strip())
+
+
+@pytest.mark.parametrize(
+    ("mix", "applied"),
+    [("web", "web = x264:crf=30:pan"), ("legacy", "legacy = noise:2,mpeg4:q=6-8:pan")],
+)
+def test_eval_named_mix_is_reproducible_and_says_what_it_applied(tmp_path, mix, applied):
+    data = str(_bench(tmp_path / "bench"))
+    clean = _json("--data", data)
+    first, again = (_json("--data", data, "--degrade", mix) for _ in range(2))
+    assert first == again
+    assert first["degrade"] == applied and clean["degrade"] == "none"
+    assert first["images"] == 3
+    assert first["psnr_y"] < clean["psnr_y"] - 0.3  # bicubic on damaged LR scores lower
+
+
+def test_eval_degrade_list_is_applied_in_order_and_shown_in_the_table(tmp_path):
+    data = str(_bench(tmp_path / "bench"))
+    mild, harsh = (_json("--data", data, "--degrade", s) for s in ("jpeg:q=90", "jpeg:q=20"))
+    assert mild["psnr_y"] > harsh["psnr_y"]
+    both = _json("--data", data, "--degrade", "blur:1.0,noise:5")
+    assert both["degrade"] == "blur:1,noise:5"
+    out = _eval("--model", "bicubic", "--data", data, "--degrade", "mpeg2:q=8")
+    assert "mpeg2:q=8:pan" in out and "mean" in out
+
+
+def test_eval_damage_depends_on_the_name_not_the_folder(tmp_path):
+    from vidsr.train.benchmark import degrade_pairs, load_benchmark
+    from vidsr.train.degrade import parse_spec
+
+    spec = parse_spec("legacy")  # draws q and noise per image
+    full = {p.name: p.lr for p in degrade_pairs(load_benchmark(_bench(tmp_path / "abc")), spec)}
+    alone = degrade_pairs(load_benchmark(_bench(tmp_path / "c", names=("c",))), spec)
+    assert np.array_equal(alone[0].lr, full["c"])
+    assert not np.array_equal(full["a"], full["b"])
+
+
+def test_eval_damages_the_distributed_lr_file(tmp_path):
+    from vidsr.train.benchmark import degrade_pairs, load_benchmark
+    from vidsr.train.degrade import parse_spec
+
+    hr = np.asarray(Image.open(_bench(tmp_path, names=("x",)) / "x.png"))
+    (tmp_path / "x.png").rename(tmp_path / "x_HR.png")
+    given = np.full((16, 16, 3), 128, np.uint8)  # far from what imresize would make
+    Image.fromarray(given).save(tmp_path / "x_LR.png")
+    (pair,) = degrade_pairs(load_benchmark(tmp_path), parse_spec("jpeg:q=90"))
+    assert psnr(pair.lr, given) > 40 and psnr(pair.lr, imresize(hr, 1 / 4)) < 25
+
+
+def test_eval_bad_degrade_spec_is_one_line_before_any_model_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights_mod, "SHIPPED", {})  # loading srresnet first would fail otherwise
+    data = str(_bench(tmp_path / "bench", names=("a",)))
+    result = CliRunner().invoke(main, ["eval", "--data", data, "--degrade", "jpeg:q=40,x264:q=8"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "'x264:q=8'" in result.stderr
+    assert "Traceback" not in result.output and "x264:crf=N" in result.stderr
+
+
+def test_eval_help_documents_every_step_and_mix():
+    from vidsr.train.degrade import MIXES, STEP_KINDS
+
+    out = CliRunner().invoke(main, ["eval", "--help"]).output
+    assert all(f"{k}:" in out for k in STEP_KINDS) and all(m in out for m in MIXES)
+    assert all(body.replace(":pan", "") in out for body in MIXES.values())

@@ -309,3 +309,11 @@ def test_dangling_symlink_output_is_refused_before_work(tmp_path, clip, monkeypa
     monkeypatch.setattr(BatchRunner, "_sweep", lambda self, folder: started.append(folder))
     line = one_error_line(run("upscale", clip, "-o", dst, "--model", "bicubic"))
     assert "dangling" in line and started == []
+
+
+def test_codec_auto_says_what_it_took(clip, tmp_path):
+    out = tmp_path / "o.mp4"
+    r = run("upscale", clip, "-o", out, "--model", "bicubic", "--codec", "auto", "-q")
+    assert r.exit_code == 0, r.output
+    assert "--codec auto: libx264" in r.output  # no NVIDIA encoder opens on this machine
+    assert out.is_file()

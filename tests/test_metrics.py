@@ -86,3 +86,18 @@ def test_grid_loss_matches_the_index():
     assert grid_loss(t(hr), t(hr)).item() == pytest.approx(0.0, abs=1e-9)
     # the loss is the squared index (minus the HR's own, tiny one): same quantity, same crop
     assert grid_loss(t(dots), t(hr)).item() == pytest.approx(grid_index(dots) ** 2, rel=0.2)
+
+
+def test_lowpass_loss_sees_colour_not_texture():
+    import torch
+
+    from vidsr.train.losses import lowpass_loss
+
+    hr = torch.rand(1, 3, 32, 32)
+    # the same 4x4 block means, different texture inside each block: no low-pass difference
+    texture = hr + (torch.rand(1, 3, 32, 32) - 0.5) * 0.2
+    texture = texture - torch.nn.functional.avg_pool2d(texture - hr, 4).repeat_interleave(
+        4, 2
+    ).repeat_interleave(4, 3)
+    assert lowpass_loss(texture, hr).item() < 1e-6
+    assert lowpass_loss(hr + 3 / 255, hr).item() == pytest.approx(3 / 255, rel=1e-4)

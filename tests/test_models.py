@@ -153,5 +153,5 @@ def test_bad_weight_files_are_clear_errors(tmp_path):
         load_generator("srresnet", tmp_path / "fast.pt")
     # A pickled module is refused by weights_only loading: nothing is unpickled.
     torch.save(build_model("srresnet", blocks=1, channels=4), tmp_path / "module.pt")
-    with pytest.raises(WeightsError, match="cannot read"):
+    with pytest.raises(WeightsError, match="would run vidsr.models.srresnet.SRResNet; refused"):
         load_generator("srresnet", tmp_path / "module.pt")

@@ -107,7 +107,7 @@ def test_api_preset_with_overrides_end_to_end(clip, tmp_path):
         ('description = "x"\nmodle = "srgan"\n', ["'modle'", "unknown key"]),
         ('description = "x"\ncrf = "high"\n', ["'crf'", "bad value"]),
         ('description = "x"\nbatch_size = 0\n', ["'batch_size'"]),
-        ('description = "x"\ncodec = "h264_nvenc"\n', ["'codec'"]),
+        ('description = "x"\ncodec = "h264_magic"\n', ["'codec'"]),
         ('description = "x"\ncodec = "prores_ks"\ncontainer = "webm"\n', ["webm", "prores_ks"]),
         ('description = "x"\ncodec = "ffv1"\ncrf = 10\n', ["ffv1", "crf"]),
         ('model = "srgan"\n', ["'description'"]),
@@ -144,7 +144,7 @@ def test_cli_bad_preset_is_one_line_and_writes_nothing(clip, tmp_path):
         (["--codec", "libx264", "--crf", "99"], ".mp4", "out of range"),
         (["--encoder-preset", "warp"], ".mp4", "unknown encoder preset 'warp'"),
         (["--codec", "prores_ks", "--pix-fmt", "yuv420p"], ".mov", "cannot write pixel format"),
-        (["--codec", "h264_nvenc"], ".mp4", "unknown codec"),
+        (["--codec", "h264_magic"], ".mp4", "unknown codec"),
     ],
 )
 def test_impossible_encoder_combinations_fail_before_work(clip, tmp_path, args, suffix, words):

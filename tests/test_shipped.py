@@ -11,9 +11,10 @@ from click.testing import CliRunner
 from tests.media import make_clip, read_video
 from vidsr import weights as weights_mod
 from vidsr.cli import main
-from vidsr.errors import WeightsError
+from vidsr.errors import VidsrError, WeightsError
 from vidsr.models import MODELS, build_model
 from vidsr.presets import load_preset
+from vidsr.train.loop import Dist
 from vidsr.weights import SHIPPED, WEIGHTS_DIR, load_generator, sha256_of
 
 TRAINABLE = [name for name, spec in MODELS.items() if spec.trainable]
@@ -106,7 +107,35 @@ def test_srgan_and_finetune_recipes_start_from_shipped_weights():
     from vidsr.train.recipe import build_config
 
     for recipe, source in (("srgan", "srresnet"), ("finetune", "srgan")):
-        state, _ = _load_init(build_config(recipe))
+        loaded = _load_init(build_config(recipe))
+        assert loaded.kind == "shipped" and loaded.record is SHIPPED[source]
         shipped = torch.load(SHIPPED[source].path, map_location="cpu", weights_only=True)
-        assert state.keys() == shipped.keys()
-        assert all(torch.equal(state[k], shipped[k]) for k in state)
+        assert loaded.state.keys() == shipped.keys()
+        assert all(torch.equal(loaded.state[k], shipped[k]) for k in shipped)
+
+
+@pytest.mark.parametrize("recipe", ["fast", "finetune", "srgan", "srresnet"])
+def test_init_shipped_works_for_every_recipe(recipe):
+    """--init shipped starts from the recipe's init_from (else its own model) and fits it."""
+    from vidsr.train.loop import _build, _load_init
+    from vidsr.train.recipe import build_config, recipe_names
+
+    assert recipe in recipe_names()
+    cfg = build_config(recipe, init=Path("shipped"), device="cpu")
+    loaded = _load_init(cfg)
+    assert loaded.record is SHIPPED[cfg.init_from or cfg.model]
+    st = _build(cfg, Dist(), torch.device("cpu"), "fp32", None, loaded, None)
+    assert torch.equal(st.g.state_dict()["head.0.weight"], loaded.state["head.0.weight"].float())
+    assert torch.equal(st.ema.state_dict()["head.0.weight"], st.g.state_dict()["head.0.weight"])
+
+
+def test_recipe_init_from_names_the_shipped_weights(tmp_path):
+    from vidsr.train.loop import _load_init
+    from vidsr.train.recipe import build_config
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('model = "srgan"\nneeds_init = true\ninit_from = "srresnet"\n')
+    assert _load_init(build_config(recipe)).record is SHIPPED["srresnet"]
+    recipe.write_text('model = "srgan"\nneeds_init = true\ninit_from = "nothing"\n')
+    with pytest.raises(VidsrError, match="trained nothing weights"):
+        _load_init(build_config(recipe))

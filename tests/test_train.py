@@ -1,5 +1,6 @@
 """The training loop with tiny widths: loss falls, resume equals an uninterrupted run, DDP, CLI."""
 
+import json
 import os
 import signal
 import subprocess
@@ -246,3 +247,153 @@ def test_ragan_losses_pull_the_right_way():
     assert generator_adversarial(fake, real, kind="ragan") > generator_adversarial(
         real, fake, kind="ragan"
     )
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit)  # handled: no exception escaped the command
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vidsr: error:"), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [
+        ("--crop", "0", "crop must be > 0, got 0"),
+        ("--batch-size", "0", "batch_size must be > 0, got 0"),
+        ("--lr", "-1", "lr must be > 0, got -1.0"),
+        ("--lr", "nan", "lr must be a number, got nan"),
+        ("--steps", "0", "steps must be > 0"),
+        ("--steps", "-3", "steps must be > 0"),
+        ("--workers", "-1", "workers must be >= 0"),
+        ("--val-every", "-5", "val_every must be >= 0"),
+        ("--hr-downscale", "0", "hr_downscale must be > 0"),
+        ("--seed", "-1", "seed must be >= 0"),
+        ("--precision", "fp8", "precision 'fp8': choose from auto, fp32, bf16, fp16"),
+    ],
+)
+def test_impossible_train_values_are_one_line(photos, tmp_path, flag, value, words):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(photos), "--out", str(run), flag, value, "-q"]
+    )
+    assert words in _one_line_error(result)
+    assert not run.exists()  # refused before the run folder, the data scan or a network
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("grid_weight = -1.0", "grid_weight must be >= 0"),
+        ("content_weight = -0.5", "content_weight must be >= 0"),
+        ('pixel_loss = "l3"', "pixel_loss 'l3': choose from mse, l1, charbonnier"),
+        ("lr_milestones = [0.5, 2.0]", "lr_milestones must hold numbers in [0.0, 1.0]"),
+        ("betas = [0.9]", "betas needs two values"),
+        ('model = "bicubic"', "model 'bicubic': choose from srresnet, srgan, fast"),
+        ("arch = {blocks = 100000}", "arch blocks = 100000 is not an integer 1..64"),
+        ("discriminator = {channels = 100000}", "channels = 100000 is not an integer 8..256"),
+        ('degrade = "vhs"', "unknown degradation 'vhs'"),
+        ("lr = nan", "lr must be a number"),
+    ],
+)
+def test_impossible_recipe_values_are_one_line(photos, tmp_path, line, words):
+    recipe = tmp_path / "r.toml"
+    tiny = "" if line.startswith("arch") else "arch = {blocks = 1, channels = 8}\n"
+    recipe.write_text(f"{tiny}workers = 0\n{line}\n")
+    args = ["train", "--recipe", str(recipe), "--data", str(photos), "--out", str(tmp_path / "r"),
+            "--steps", "1", "--batch-size", "1", "--crop", "32", "-q"]  # fmt: skip
+    assert words in _one_line_error(CliRunner().invoke(main, args))
+
+
+def test_loss_names_in_the_config_match_the_losses():
+    from vidsr.train.losses import GAN_LOSSES, PIXEL_LOSSES
+
+    assert TrainConfig.CHOICES["pixel_loss"] == PIXEL_LOSSES
+    assert TrainConfig.CHOICES["gan_loss"] == GAN_LOSSES
+
+
+def _gan_run(photos, tmp_path):
+    """A tiny RaGAN run at lr 1e-5, batch 2, crop 48: what a resume must keep."""
+    recipe = tmp_path / "gan.toml"
+    recipe.write_text(
+        'model = "srgan"\narch = {blocks = 1, channels = 8}\nworkers = 0\nlr = 1e-5\n'
+        'pixel_weight = 1.0\nadversarial_weight = 1e-3\ngan_loss = "ragan"\ndevice = "cpu"\n'
+        "discriminator = {channels = 8, blocks = 4, dense = 16, pool = 2}\n"
+        'precision = "fp32"\nckpt_every = 0\nval_every = 0\nsample_every = 0\n'
+    )
+    init = tmp_path / "g.pt"
+    torch.save(build_model("srresnet", **TINY).state_dict(), init)
+    run = tmp_path / "run"
+    args = ["train", "--recipe", str(recipe), "--data", str(photos), "--out", str(run), "--init",
+            str(init), "--batch-size", "2", "--crop", "48", "--steps", "1", "-q"]  # fmt: skip
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    return run
+
+
+def test_resume_continues_the_stored_config(photos, tmp_path):
+    import tomllib
+
+    run = _gan_run(photos, tmp_path)
+    stored = tomllib.loads((run / "config.toml").read_text())
+    assert (stored["adversarial_weight"], stored["lr"], stored["crop"]) == (1e-3, 1e-5, 48)
+    # No --recipe, no --data: everything comes from the run; steps and lr change, and say so.
+    again = CliRunner().invoke(
+        main, ["train", "--out", str(run), "--resume", "--steps", "3", "--lr", "2e-5", "-q"]
+    )
+    assert again.exit_code == 0, again.output
+    assert "resume: steps 1 -> 3 (applied)" in again.output
+    assert "resume: lr 1e-05 -> 2e-05 (applied)" in again.output
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["discriminator"] is not None and ckpt["opt_d"] is not None
+    config = ckpt["config"]
+    assert (config["model"], config["gan_loss"], config["adversarial_weight"]) == (
+        "srgan", "ragan", 1e-3)  # fmt: skip
+    assert (config["batch_size"], config["crop"], config["lr"]) == (2, 48, 2e-5)
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 3 and rows[-1]["lr"] == pytest.approx(2e-5) and "adv" in rows[-1]
+    assert tomllib.loads((run / "config.toml").read_text())["steps"] == 3
+
+
+def test_resume_refuses_to_change_the_run(photos, tmp_path):
+    run = _gan_run(photos, tmp_path)
+    before = (run / "last.pt").read_bytes()
+    for flags, words in (
+        (["--crop", "32"], "crop 48 -> 32"),
+        (["--batch-size", "4"], "batch_size 2 -> 4"),
+        (["--pixel-loss", "l1"], "pixel_loss 'mse' -> 'l1'"),
+        (["--recipe", "srresnet"], "model 'srgan' -> 'srresnet'"),
+    ):
+        result = CliRunner().invoke(
+            main, ["train", "--out", str(run), "--resume", "--steps", "3", *flags, "-q"]
+        )
+        line = _one_line_error(result)
+        assert words in line and "--resume cannot change" in line, line
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_resume_of_a_checkpoint_without_a_stored_config_takes_flags_and_recipe(photos, tmp_path):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text('model = "srresnet"\narch = {blocks = 1, channels = 8}\nworkers = 0\n')
+    run = tmp_path / "run"
+    args = ["train", "--recipe", str(recipe), "--data", str(photos), "--out", str(run),
+            "--batch-size", "2", "--crop", "32", "-q"]  # fmt: skip
+    assert CliRunner().invoke(main, [*args, "--steps", "2"]).exit_code == 0
+    old = torch.load(run / "last.pt", weights_only=True)
+    del old["config"]  # as written before runs stored their config
+    torch.save(old, run / "last.pt")
+    (run / "config.toml").unlink()
+    again = CliRunner().invoke(main, [*args, "--steps", "3", "--lr", "3e-4", "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "resume:" not in again.output  # nothing to compare against
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["config"]["lr"] == 3e-4 and ckpt["config"]["crop"] == 32
+
+
+def test_a_torn_log_line_does_not_stop_a_resume(photos, tmp_path):
+    cfg = _config("srresnet", photos, tmp_path / "run", steps=2)
+    train(cfg)
+    with open(tmp_path / "run" / "log.jsonl", "a") as f:
+        f.write('{"step": 3, "loss_g": 0.')  # killed mid-write
+    assert train(replace(cfg, steps=3, resume=True))["step"] == 3

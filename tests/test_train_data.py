@@ -1,5 +1,6 @@
 """Training data: scans that skip bad images, frame sampling through both readers, degradations."""
 
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -59,6 +60,34 @@ def test_scan_skips_and_counts_tiny_and_corrupt_images(tmp_path):
     assert [p.name for p in report.too_small] == ["tiny.png"]
     assert sorted(p.name for p in report.unreadable) == ["broken.jpg", "trunc.png"]
     assert "1 images usable, 1 too small, 2 unreadable" == report.summary()
+
+
+def test_scan_decodes_jpegs_to_the_end(tmp_path):
+    """A JPEG whose header is fine and whose data stops early passes PIL's verify(): decode it."""
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((96, 128, 3)) * 255).astype(np.uint8)).save(tmp_path / "ok.jpg")
+    data = (tmp_path / "ok.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) * 6 // 10])
+    with Image.open(tmp_path / "cut.jpg") as im:
+        im.verify()  # the check the scan used to rely on: it sees nothing wrong
+    report = scan_images([tmp_path], min_size=48)
+    assert [p.name for p in report.images] == ["ok.jpg"]
+    assert [p.name for p in report.unreadable] == ["cut.jpg"]
+
+
+def test_scan_counts_decoder_warnings_instead_of_printing_them(tmp_path, monkeypatch):
+    _image(tmp_path / "big.png", 64, 64)
+    _image(tmp_path / "small.png", 40, 40)
+    # Over PIL's pixel limit (but under twice it) PIL warns: a decoder warning of its own.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 - 1)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        report = scan_images([tmp_path], min_size=32)
+    assert shown == []
+    assert [p.name for p in report.warned] == ["big.png"] and len(report.images) == 2
+    assert report.summary() == (
+        "2 images usable, 0 too small, 0 unreadable, 1 with decoder warnings"
+    )
 
 
 def test_pairs_are_deterministic_per_position(tmp_path):
@@ -125,16 +154,40 @@ def test_vgg_has_torchvision_keys_and_loads_them(tmp_path):
     net = vgg_mod.VGGFeatures(layer="vgg19_54")
     keys = list(net.state_dict())
     assert keys[0] == "features.0.weight" and keys[-1] == "features.34.bias"
-    state = {k: torch.randn_like(v) for k, v in vgg_mod.make_features(
-        vgg_mod.LAYOUTS["vgg19"], 37).state_dict().items()}  # fmt: skip
-    state = {f"features.{k}": v for k, v in state.items()}
-    state["classifier.0.weight"] = torch.zeros(4, 4)  # torchvision files carry the classifier
+    assert isinstance(net.features, torch.nn.Sequential) and len(net.features) == 36
+    # A torchvision file: the whole trunk (past our cut too) and the classifier.
+    state = {f"features.{k}": torch.randn_like(v) for k, v in net.features.state_dict().items()}
+    state["features.37.weight"] = torch.zeros(512, 512, 3, 3)
+    state["classifier.0.weight"] = torch.zeros(4, 4)
     torch.save(state, tmp_path / "vgg19.pth")
     loaded = vgg_mod.load_vgg("vgg19_54", tmp_path / "vgg19.pth")
     assert torch.equal(loaded.features[34].weight, state["features.34.weight"])
     assert loaded(torch.rand(1, 3, 32, 32)).shape == (1, 512, 2, 2)
     with pytest.raises(VidsrError, match="lack"):
         vgg_mod.load_vgg("vgg19_54", _save({"features.0.weight": torch.zeros(1)}, tmp_path))
+    with pytest.raises(VidsrError, match="not a state_dict"):
+        vgg_mod.load_vgg("vgg19_54", _save([1, 2], tmp_path))
+
+
+def test_vgg_before_relu_cuts_one_layer_earlier():
+    after = vgg_mod.VGGFeatures(layer="vgg16_22")
+    before = vgg_mod.VGGFeatures(layer="vgg16_22", before_relu=True)
+    assert isinstance(after.features[-1], torch.nn.ReLU)
+    assert isinstance(before.features[-1], torch.nn.Conv2d)
+    assert len(before.features) == len(after.features) - 1
+    x = torch.rand(1, 3, 16, 16) * 2 - 1  # some conv outputs negative: only `before` keeps them
+    before.features.load_state_dict(after.features.state_dict())
+    assert (before(x) < 0).any() and not (after(x) < 0).any()
+
+
+def test_vgg16_trunk_file_without_classifier_loads(tmp_path):
+    # What training/convert_hed_vgg16.py writes: the 13 convs of vgg16().features, nothing else.
+    conv = vgg_mod.VGGFeatures(layer="vgg16_53").features
+    state = {f"features.{k}": v.clone() for k, v in conv.state_dict().items()}
+    assert sum(k.endswith(".weight") for k in state) == 13
+    torch.save(state, tmp_path / "vgg16_hed.pt")
+    loaded = vgg_mod.load_vgg("vgg16_53", tmp_path / "vgg16_hed.pt", before_relu=True)
+    assert torch.equal(loaded.features[28].weight, state["features.28.weight"])
 
 
 def _save(obj, tmp_path):
@@ -142,16 +195,56 @@ def _save(obj, tmp_path):
     return tmp_path / "bad.pth"
 
 
-def test_vgg_weights_error_offline(tmp_path, monkeypatch):
+def _no_network(monkeypatch):
+    """Every connection attempt fails at once: no test waits on (or reaches) the network."""
+    import socket
+
+    def refuse(*a, **k):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.delenv("VIDSR_OFFLINE", raising=False)
+
+
+def test_vgg_without_weights_offline_is_one_line(tmp_path, monkeypatch):
+    """torchvision's own download path, with an empty hub cache and no network."""
+    _no_network(monkeypatch)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-
-    def offline(*a, **k):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(VidsrError) as e:
         vgg_mod.load_vgg("vgg19_54")
     msg = str(e.value)
     assert "vgg19-dcbb9e9d.pth" in msg and str(tmp_path / "hub" / "checkpoints") in msg
     assert "--vgg-weights" in msg and "\n" not in msg
+    assert not (tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth").exists()
     assert vgg_mod.load_vgg("vgg19_54", "random") is not None  # tests' explicit random weights
+
+
+def test_vgg_reads_torchvision_weights_from_the_hub_cache(tmp_path, monkeypatch):
+    """Where torchvision put its download earlier, the file is used without any network."""
+    _no_network(monkeypatch)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    conv = vgg_mod.VGGFeatures(layer="vgg16_22").features
+    state = {f"features.{k}": torch.randn_like(v) for k, v in conv.state_dict().items()}
+    cached = vgg_mod.hub_weight_path("vgg16")
+    assert cached.name == "vgg16-397923af.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(state, cached)
+    loaded = vgg_mod.load_vgg("vgg16_22")
+    assert torch.equal(loaded.features[7].weight, state["features.7.weight"])
+
+
+def test_train_without_vgg_weights_offline_is_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from vidsr.cli import main
+
+    _no_network(monkeypatch)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    _image(tmp_path / "a.png", 64, 64)
+    args = ["train", "--recipe", "srgan", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+            "--steps", "1", "--device", "cpu", "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+    line = result.output.strip()
+    assert "\n" not in line and "--vgg-weights FILE" in line and "vgg19" in line

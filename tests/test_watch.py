@@ -138,9 +138,7 @@ def test_a_file_written_in_two_halves_is_taken_only_when_complete(tmp_path, clip
     assert rows(out)["clip.mp4"].state == "done"
 
 
-def test_a_file_that_fails_is_retried_then_failed_while_others_finish(
-    tmp_path, clips, monkeypatch
-):
+def test_a_file_that_fails_is_retried_then_failed_while_others_finish(tmp_path, clips, monkeypatch):
     real = BatchRunner.run_one
 
     def failing(self, src, dst, **kw):  # a job that fails every time it runs (a decoder crash)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
 
 from vidsr.train.benchmark import inference_engine, load_benchmark
 from vidsr.train.plots import curve_image, stack_panels
@@ -66,12 +67,7 @@ def curves(runs: dict[str, Path], out: Path) -> None:
             series[name] = means
         if series:
             panels.append(curve_image(series, title=title, log_y=key == "pixel"))
-    tmp = [out / f".panel{i}.png" for i in range(len(panels))]
-    for img, p in zip(panels, tmp, strict=True):
-        img.save(p)
-    stack_panels(tmp, out / "curves.png")
-    for p in tmp:
-        p.unlink()
+    stack_panels(panels).save(out / "curves.png")
 
 
 def detailed_window(hr: np.ndarray, size: int) -> tuple[int, int]:
@@ -99,28 +95,33 @@ def crops(benches: list[Path], names: list[str], weights: dict[str, Path], out: 
         for p in load_benchmark(b)
         if not names or p.name in names or f"{b.name}/{p.name}" in names
     ]
-    tile = CROP * ZOOM
-    labels = [*COLUMNS, "HR"]
-    sheet = Image.new("RGB", (tile * len(labels), 20 + tile * len(pairs)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for c, label in enumerate(labels):
-        draw.text((c * tile + 6, 4), label, fill="black")
-    for r, (label, pair) in enumerate(pairs):
+    if not pairs:
+        raise SystemExit(f"no benchmark image matches {names} in {[str(b) for b in benches]}")
+    tiles = []
+    for _, pair in pairs:
         top, left = detailed_window(pair.hr, CROP)
         # Run each model on an LR window with 8 px of context, then cut the centre.
         pad = 8
         lt, ll = max(top // 4 - pad, 0), max(left // 4 - pad, 0)
         lr = pair.lr[lt : top // 4 + CROP // 4 + pad, ll : left // 4 + CROP // 4 + pad]
         oy, ox = (top // 4 - lt) * 4, (left // 4 - ll) * 4
-        row = []
         for name in COLUMNS:
             with torch.no_grad():
                 sr = engines[name](torch.from_numpy(np.ascontiguousarray(lr))[None])[0]
-            row.append(sr.cpu().numpy()[oy : oy + CROP, ox : ox + CROP])
-        row.append(pair.hr[top : top + CROP, left : left + CROP])
-        for c, img in enumerate(row):
-            big = Image.fromarray(img).resize((tile, tile), Image.NEAREST)
-            sheet.paste(big, (c * tile, 20 + r * tile))
+            tiles.append(sr.cpu()[oy : oy + CROP, ox : ox + CROP])
+        tiles.append(torch.from_numpy(pair.hr[top : top + CROP, left : left + CROP]))
+    labels = [*COLUMNS, "HR"]
+    grid = make_grid(torch.stack(tiles).permute(0, 3, 1, 2), nrow=len(labels), padding=0)
+    tile = CROP * ZOOM
+    body = Image.fromarray(grid.permute(1, 2, 0).numpy()).resize(
+        (tile * len(labels), tile * len(pairs)), Image.NEAREST
+    )
+    sheet = Image.new("RGB", (body.width, 20 + body.height), "white")
+    sheet.paste(body, (0, 20))
+    draw = ImageDraw.Draw(sheet)
+    for c, label in enumerate(labels):
+        draw.text((c * tile + 6, 4), label, fill="black")
+    for r, (label, _) in enumerate(pairs):
         draw.text((4, 20 + r * tile + 4), label, fill="yellow")
     sheet.save(out / "crops.png")
 

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .batch import BatchRunner, default_output
+from .batch import BatchRunner, default_output, output_tag
 from .pipeline import Progress, UpscaleResult
 from .presets import build_config
 
@@ -36,7 +36,11 @@ def upscale_video(
     """
     config = build_config(preset, model=model, quiet=quiet, **options)
     src = Path(src)
-    dst = Path(dst) if dst is not None else default_output(src, container=config.container)
+    dst = (
+        Path(dst)
+        if dst is not None
+        else default_output(src, None, config.container, output_tag(config))
+    )
     return BatchRunner(config, cancel=cancel).run_one(src, dst, progress=progress)
 
 

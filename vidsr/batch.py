@@ -9,15 +9,27 @@ A distributed worker calls `run_one` per task exactly as the watcher does.
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from .config import UpscaleConfig
-from .engine import Engine
+from .engine import Engine, output_size
 from .errors import Cancelled, InputError, OutputError, VidsrError
-from .media.encode import check_encode
+from .media.encode import check_encode, check_frame_size, check_output_path, resolve_codec
+from .media.images import (
+    check_image_suffix,
+    image_output,
+    is_image,
+    list_images,
+    read_image,
+    upscale_picture,
+    write_image,
+)
 from .media.probe import VideoInfo, probe
 from .pipeline import Progress, UpscaleResult, precision_for, upscale_file
 from .staging import is_temp_name, remove_stale
@@ -30,10 +42,47 @@ VIDEO_EXTENSIONS = frozenset(
 OUTPUT_EXTENSIONS = frozenset((".mp4", ".m4v", ".mkv", ".mov", ".webm"))
 
 
-def default_output(src: Path, out_dir: Path | None = None, container: str | None = None) -> Path:
-    """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type."""
+_OUR_OUTPUT = re.compile(r"_x\d+(\.\d+)?(-\d+)?$")  # clip_x4, clip_x2.5, clip_x4-2: our own outputs
+
+
+def default_output(
+    src: Path, out_dir: Path | None = None, container: str | None = None, tag: str = "x4"
+) -> Path:
+    """`<stem>_x4` beside `src` (or in `out_dir`), as `container` (".mkv") or the source's type.
+
+    `tag` is the final scale (`output_tag`): a 2x model writes `clip_x2.mp4`. An image becomes
+    `<stem>_x4.png` whatever `container` says: that option is for videos.
+    """
+    if is_image(src):
+        return image_output(src, out_dir, tag)
     suffix = src.suffix.lower() if src.suffix.lower() in OUTPUT_EXTENSIONS else ".mkv"
-    return (out_dir or src.parent) / f"{src.stem}_x4{container or suffix}"
+    return (out_dir or src.parent) / f"{src.stem}_{tag}{container or suffix}"
+
+
+@functools.cache
+def _file_scale(path: str, mtime_ns: int) -> int:
+    from .models import MODELS
+    from .weights import describe_weights
+
+    info = describe_weights(path)
+    return int(MODELS[info].arch.get("scale", 4)) if isinstance(info, str) else info.scale
+
+
+def model_scale(config: UpscaleConfig) -> int:
+    """The network's own scale, known before it is built (a file is read, not run)."""
+    if config.model == "auto" and config.weights is not None and config.weights.is_file():
+        return _file_scale(str(config.weights), config.weights.stat().st_mtime_ns)
+    from .models import MODELS
+
+    spec = MODELS.get(config.model)
+    return int(spec.arch.get("scale", 4)) if spec else 4
+
+
+def output_tag(config: UpscaleConfig) -> str:
+    """The factor from source to output for output names: "x4", "x2", "x1.5"."""
+    if config.outscale is not None:
+        return f"x{config.outscale:g}"
+    return f"x{model_scale(config)}"
 
 
 def list_videos(folder: Path) -> list[Path]:
@@ -47,15 +96,15 @@ def list_videos(folder: Path) -> list[Path]:
         if p.suffix.lower() in VIDEO_EXTENSIONS
         and p.is_file()
         and not p.name.startswith(".")
-        and not p.stem.endswith("_x4")
+        and not _OUR_OUTPUT.search(p.stem)
         and not is_temp_name(p.name)
     )
 
 
 def plan_jobs(
-    input: Path, output: Path | None, container: str | None = None
+    input: Path, output: Path | None, container: str | None = None, tag: str = "x4"
 ) -> list[tuple[Path, Path]]:
-    """(source, target) pairs for a file or a folder input."""
+    """(source, target) pairs for a file or a folder input; `tag` as for default_output."""
     if not input.exists():
         raise InputError(f"no such file or folder: {input}")
     if input.is_dir():
@@ -66,26 +115,30 @@ def plan_jobs(
                 output.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise OutputError(f"cannot create output folder {output}: {e.strerror}") from None
-        videos = list_videos(input)
-        if not videos:
-            raise InputError(f"no videos in {input}")
-        return [(v, default_output(v, output, container)) for v in videos]
+        media = sorted(list_videos(input) + list_images(input))  # each goes its own way below
+        if not media:
+            raise InputError(f"no videos or images in {input}")
+        return [(v, default_output(v, output, container, tag)) for v in media]
     if output is not None and output.is_dir():
-        return [(input, default_output(input, output, container))]
-    return [(input, output or default_output(input, container=container))]
+        return [(input, default_output(input, output, container, tag))]
+    return [(input, output or default_output(input, container=container, tag=tag))]
 
 
-def check_target(src: Path, dst: Path, config: UpscaleConfig) -> None:
-    """What can be known about the output before any frame is decoded."""
-    if dst.is_symlink() and not dst.exists():
-        raise OutputError(f"output {dst} is a dangling symbolic link; remove it or choose another")
+def check_target(src: Path, dst: Path, config: UpscaleConfig, info: VideoInfo) -> None:
+    """What can be known about the output before any frame is decoded or model built: the path
+    (not the input, not a dangling link, writable, space left), codec and container, and whether
+    the encoder takes frames of the output size."""
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputError(f"output {dst} is the input itself; choose another name")
-    if dst.exists() and not config.overwrite:
-        raise OutputError(f"{dst} exists; pass --overwrite to replace it")
-    if not dst.parent.is_dir():
-        raise OutputError(f"output folder does not exist: {dst.parent}")
+    if is_image(src):
+        check_output_path(dst, overwrite=config.overwrite)
+        check_image_suffix(dst)
+        return
+    check_output_path(dst, overwrite=config.overwrite)
     check_encode(config.encode, dst.suffix)
+    scale = model_scale(config)
+    size = output_size(info.height, info.width, scale, config.outscale)
+    check_frame_size(config.encode, info, config.outscale or scale, size)
 
 
 class EngineCache:
@@ -98,7 +151,8 @@ class EngineCache:
 
     def get(self, config: UpscaleConfig, info: VideoInfo | None = None) -> Engine:
         precision = precision_for(config, info)
-        key = (config.model, str(config.weights), config.device, config.tile, precision)
+        key = (config.model, str(config.weights), config.device, config.tile, config.outscale,
+               precision)  # fmt: skip
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
@@ -107,12 +161,16 @@ class EngineCache:
 
 
 def _build_engine(config: UpscaleConfig, precision: str) -> Engine:
-    from .weights import load_generator
+    from .weights import load_network
 
-    model, record = load_generator(config.model, config.weights)
-    value_range = record.value_range if record is not None else (0.0, 1.0)
+    model, value_range = load_network(config.model, config.weights)
     return Engine(
-        model, device=config.device, precision=precision, value_range=value_range, tile=config.tile
+        model,
+        device=config.device,
+        precision=precision,
+        value_range=value_range,
+        tile=config.tile,
+        outscale=config.outscale,
     )
 
 
@@ -132,6 +190,19 @@ class BatchRunner:
         self.cancel = cancel
         self.engines = engines or EngineCache()
         self._swept: set[Path] = set()
+        self._resolved: dict[str, UpscaleConfig] = {}
+
+    def _for_output(self, suffix: str) -> UpscaleConfig:
+        """The config with `--codec auto` resolved for this container (said once)."""
+        if self.config.encode.codec != "auto":
+            return self.config
+        if suffix not in self._resolved:
+            codec, note = resolve_codec("auto", suffix)
+            self._warn(note)
+            self._resolved[suffix] = replace(
+                self.config, encode=replace(self.config.encode, codec=codec)
+            )
+        return self._resolved[suffix]
 
     def preflight(self) -> None:
         """Fail once, up front, for what would fail every file: unknown model, missing weights."""
@@ -164,11 +235,14 @@ class BatchRunner:
         With --skip-existing, an output that exists is left alone: a result with `skipped` set.
         """
         src, dst = Path(src), Path(dst)
-        config = self.config if overwrite is None else replace(self.config, overwrite=overwrite)
+        config = self._for_output(dst.suffix)
+        config = config if overwrite is None else replace(config, overwrite=overwrite)
         if config.skip_existing and dst.is_file():
             return UpscaleResult(src, dst, skipped=True, output_bytes=dst.stat().st_size)
+        if is_image(src):
+            return self._run_image(src, dst, config, progress, warn or self._warn)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
-        check_target(src, dst, config)
+        check_target(src, dst, config, info)
         self._sweep(dst.parent)
         engine = self.engines.get(config, info)
         return upscale_file(
@@ -182,6 +256,38 @@ class BatchRunner:
             warn=warn or self._warn,
             inform=inform or getattr(self.reporter, "info", None),
         )
+
+    def _run_image(
+        self,
+        src: Path,
+        dst: Path,
+        config: UpscaleConfig,
+        progress: Progress | None,
+        warn: Callable[[str], None],
+    ) -> UpscaleResult:
+        """An image: read upright, through the same engine as a frame, written atomically."""
+        result = UpscaleResult(src, dst)
+
+        def note(msg: str) -> None:
+            result.warnings.append(msg)
+            warn(msg)
+
+        t0 = time.perf_counter()
+        picture = read_image(src)  # a bad image is reported as such before any model is loaded
+        check_target(src, dst, config, picture)
+        self._sweep(dst.parent)
+        engine = self.engines.get(config, picture)  # reads picture.bit_depth, as a VideoInfo's
+        engine.warn = note
+        for msg in picture.notes:
+            note(msg)
+        upscaled = upscale_picture(picture, engine)
+        result.output_bytes = write_image(upscaled, dst, overwrite=config.overwrite, warn=note)
+        result.frames = 1
+        result.seconds = time.perf_counter() - t0
+        result.fps = 1 / result.seconds if result.seconds else 0.0
+        if progress is not None:
+            progress(1, 1)
+        return result
 
     def run_many(self, jobs: list[tuple[Path, Path]]) -> list[UpscaleResult]:
         """Every job, each failure reported and recorded while the others go on."""
@@ -206,10 +312,12 @@ def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> lis
     """The CLI's entry: a file or a folder, with rich progress and one summary line per file."""
     from .report import Reporter
 
-    jobs = plan_jobs(Path(input), Path(output) if output is not None else None, config.container)
-    for suffix in {dst.suffix for _, dst in jobs}:
-        check_encode(config.encode, suffix)  # an impossible codec/container fails before any work
+    out = Path(output) if output is not None else None
+    jobs = plan_jobs(Path(input), out, config.container, output_tag(config))
     runner = BatchRunner(config, reporter=Reporter(quiet=config.quiet))
+    for suffix in {dst.suffix for src, dst in jobs if not is_image(src)}:
+        # an impossible codec/container fails before any work
+        check_encode(runner._for_output(suffix).encode, suffix)
     return runner.run_many(jobs)
 
 
@@ -220,7 +328,9 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "check_target",
     "default_output",
+    "output_tag",
     "list_videos",
+    "model_scale",
     "plan_jobs",
     "upscale_path",
 ]

@@ -44,6 +44,7 @@ class BenchResult:
     precision: str
     batch_size: int
     size: str
+    scale: int = 4
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -143,16 +144,24 @@ def run_bench(
     tile: str | int = "auto",
     repeat: int = 2,
     threads: int | None = None,
+    weights: Path | None = None,
     workdir: Path | None = None,
 ) -> BenchResult:
-    if model not in MODELS:
-        raise VidsrError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    """`weights`: a model file of any architecture (vidsr's or a community one) instead of
+    `model` with random weights."""
     width, height = parse_size(size)
-    engine = Engine(
-        build_model(model), device=device, precision=precision, tile=tile, threads=threads
-    )
+    if weights is not None:
+        from .weights import load_network
+
+        net, _ = load_network("auto", Path(weights))
+        model = type(getattr(net, "net", net)).__name__
+    elif model in MODELS:
+        net = build_model(model)
+    else:
+        raise VidsrError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    engine = Engine(net, device=device, precision=precision, tile=tile, threads=threads)
     config = UpscaleConfig(
-        model=model,
+        model=model if model in MODELS else "bicubic",  # the engine is given: only for checks
         device=device,
         precision=precision,
         batch_size=batch_size,
@@ -187,6 +196,7 @@ def run_bench(
         precision=engine.precision,
         batch_size=batch,
         size=f"{width}x{height}",
+        scale=engine.scale,
     )
 
 

@@ -100,7 +100,7 @@ def main() -> None:
 @upscale_options
 @click.pass_context
 def upscale(ctx, input, output, **params):
-    """Upscale a video file, or every video in a folder, 4x."""
+    """Upscale a video or image file, or every video and image in a folder, 4x."""
     from .batch import upscale_path
     from .config import build_upscale_config
 
@@ -133,8 +133,14 @@ def upscale(ctx, input, output, **params):
 @click.option(
     "--threads", type=int, default=None, help="CPU threads for the model.  [default: cores]"
 )
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A model file (any architecture `vidsr models` lists) instead of --model.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line and nothing else.")
-def bench(model, size, frames, device, precision, batch_size, tile, repeat, threads, as_json):
+def bench(model, size, frames, device, precision, batch_size, tile, repeat, threads, weights,
+          as_json):  # fmt: skip
     """Throughput: model alone, decode, encode and the whole pipeline, on a generated clip."""
     import json
     from dataclasses import asdict
@@ -157,13 +163,15 @@ def bench(model, size, frames, device, precision, batch_size, tile, repeat, thre
         tile=tile,
         repeat=repeat,
         threads=threads,
+        weights=weights,
     )
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
+    what = f"{weights}" if weights else f"{model} (random weights: speed does not depend on them)"
     click.echo(
-        f"vidsr bench: {model} (random weights: speed does not depend on them), "
-        f"{result.size} -> 4x, {result.device}, {result.precision}, batch {result.batch_size}"
+        f"vidsr bench: {what}, {result.size} -> x{result.scale}, {result.device}, "
+        f"{result.precision}, batch {result.batch_size}"
     )
     for name in ("model", "decode", "encode", "pipeline", "segmented"):
         click.echo(f"  {name + ' fps':<14}{getattr(result, name + '_fps'):>9.2f}")
@@ -208,14 +216,50 @@ def presets_show(name):
     click.echo(load_preset(name).describe())
 
 
+@main.command()
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+def models(file):
+    """The built-in models and the architectures a model file may have; with FILE, what it is."""
+    from .models import MODELS
+    from .weights import SHIPPED
+
+    if file is None:
+        from .community import known_architectures
+
+        click.echo("built-in (--model NAME):")
+        for name, spec in MODELS.items():
+            ships = "shipped weights" if name in SHIPPED else "no weights needed"
+            ships = ships if name in SHIPPED or not spec.trainable else "bring --weights"
+            click.echo(f"  {name:<10} x{spec.arch.get('scale', 4)}  {spec.description} ({ships})")
+        click.echo("model files (--model FILE or --weights FILE; .pth, .pt, .safetensors), via "
+                   "spandrel:")  # fmt: skip
+        click.echo("  " + ", ".join(known_architectures()))
+        return
+    from .weights import describe_weights
+
+    info = describe_weights(file)
+    if isinstance(info, str):
+        spec = MODELS[info]
+        scale = spec.arch.get("scale", 4)
+        click.echo(f"{file}: vidsr {info} weights (x{scale}, {spec.description})")
+        return
+    size = f", input a multiple of {info.multiple_of} px" if info.multiple_of > 1 else ""
+    size += f", at least {info.minimum} px" if info.minimum > 1 else ""
+    click.echo(
+        f"{file}: {info.architecture} ({info.purpose}), x{info.scale}, "
+        f"{info.parameters / 1e6:.2f} M parameters, precisions {'/'.join(info.precisions)}{size}"
+    )
+
+
 # Commands that live in their own modules; they import nothing back from this one.
+from .compare import compare_command as _compare  # noqa: E402
 from .train.cli import evaluate as _evaluate  # noqa: E402
 from .train.cli import export as _export  # noqa: E402
 from .train.cli import train as _train  # noqa: E402
 from .watch_cli import jobs as _jobs  # noqa: E402
 from .watch_cli import watch as _watch  # noqa: E402
 
-for _command in (_watch, _jobs, _train, _evaluate, _export):
+for _command in (_watch, _jobs, _train, _evaluate, _export, _compare):
     main.add_command(_command)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from .errors import ConfigError
+from .errors import ConfigError, VidsrError
 
 AUTO = "auto"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -38,12 +39,35 @@ def _int(v: Any) -> int:
     raise ValueError(f"expected a number, got {v!r}")
 
 
-def parse_model(v: Any) -> str:
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+DEFAULT_MODEL = "srgan"  # what `vidsr upscale clip.mp4` runs (README, Models, says why)
+
+
+def parse_model(v: Any) -> str | None:
+    """A registry name, "auto" (the architecture of --weights), or a model file's path."""
     from .models import MODELS
 
-    if not isinstance(v, str) or v not in MODELS:
-        raise ValueError(f"unknown model {v!r}; choose from {', '.join(MODELS)}")
-    return v
+    if v is None:
+        return None
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, str) and (v in MODELS or v == AUTO):
+        return v
+    if isinstance(v, str) and (v.lower().endswith(WEIGHT_SUFFIXES) or Path(v).is_file()):
+        return v
+    raise ValueError(f"unknown model {v!r}; choose from {', '.join(MODELS)}, or give a model file")
+
+
+def parse_outscale(v: Any) -> float | None:
+    if v is None or v == AUTO:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number (2, 1.5), got {v!r}") from None
+    if not 0.25 <= x <= 16:
+        raise ValueError(f"expected a factor from 0.25 to 16, got {v!r}")
+    return x
 
 
 def parse_device(v: Any) -> str:
@@ -189,23 +213,30 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", ("--model",), "srgan, srresnet, fast or bicubic.", parse_model, "srgan",
-           metavar="NAME"),
-    Option("weights", ("--weights",), "A state_dict or `vidsr train` checkpoint to use instead "
-           "of the shipped weights.", parse_path, None, preset=False, metavar="FILE"),
+    Option("model", ("--model",), "srgan, srresnet, fast, bicubic, or a model file (any "
+           "architecture `vidsr models` lists).  [default: srgan; with --weights: the file's]",
+           parse_model, None, metavar="NAME|FILE"),
+    Option("weights", ("--weights",), "Weights for --model: a `vidsr train` checkpoint or export, "
+           "or a community model file (.pth, .safetensors).", parse_path, None, preset=False,
+           metavar="FILE"),
+    Option("outscale", ("--outscale",), "Final size as a factor of the source (2 with a 4x model: "
+           "1080p -> 4K); the model runs at its own scale, then an antialiased resize.  [default: "
+           "the model's scale]", parse_outscale, None, metavar="S"),
     Option("device", ("--device",), "auto, cpu, cuda or cuda:N.", parse_device, "auto"),
     Option("precision", ("--precision",), "auto, fp32, bf16 or fp16.", parse_precision, "auto"),
     Option("batch_size", ("--batch-size",), "Frames per model call, or auto (what fits the free "
            "device memory; 1 on a CPU).", parse_batch, "auto", metavar="auto|N"),
     Option("tile", ("--tile",), "auto (tiles only when memory runs out), off, or a tile size in "
            "input pixels.", parse_tile, "auto", metavar="auto|off|N"),
-    Option("codec", ("--codec",), "libx264, libx265, libsvtav1, libvpx-vp9, ffv1 or prores_ks; "
-           "the container follows the output extension.", parse_codec, "libx264", encode=True,
-           metavar="NAME"),
+    Option("codec", ("--codec",), "libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks, "
+           "h264_nvenc, hevc_nvenc, av1_nvenc, or auto (hevc_nvenc where an NVIDIA encoder opens, "
+           "else libx264); the container follows the output extension.", parse_codec, "libx264",
+           encode=True, metavar="NAME"),
     Option("crf", ("--crf",), "Constant quality (lower is better), or auto: suits the codec and "
            "output size.", parse_crf, "auto", encode=True, metavar="auto|N"),
     Option("encoder_preset", ("--encoder-preset",), "Encoder speed preset (x264/x265: veryfast.."
-           "veryslow, svtav1: 0-13, vp9: cpu-used 0-8, prores_ks: proxy..4444xq), or auto.",
+           "veryslow, svtav1: 0-13, vp9: cpu-used 0-8, prores_ks: proxy..4444xq, nvenc: p1..p7), "
+           "or auto.",
            parse_encoder_preset, "auto", field="preset", encode=True, metavar="NAME"),
     Option("pix_fmt", ("--pix-fmt",), "Output pixel format (yuv420p10le ...), or source: the "
            "source's, never below its bit depth.", parse_pix_fmt, "source", encode=True,
@@ -268,8 +299,9 @@ class UpscaleConfig:
     Built once and validated here: every value is normalised by its Option's parser.
     """
 
-    model: str = "srgan"
+    model: str | None = None  # None: DEFAULT_MODEL, or "auto" when weights are given
     weights: Path | None = None
+    outscale: float | None = None  # None: the model's own scale
     overwrite: bool = False
     device: str = "auto"
     precision: str = "auto"
@@ -291,11 +323,24 @@ class UpscaleConfig:
         for opt in OPTIONS:
             if not opt.encode:
                 object.__setattr__(self, opt.target, _checked(opt, getattr(self, opt.target)))
-        if self.weights is not None:
-            from .models import MODELS
+        self._resolve_model()
 
-            if not MODELS[self.model].trainable:
-                raise ConfigError("--weights", f"the {self.model} model takes no weights")
+    def _resolve_model(self) -> None:
+        from .models import MODELS
+
+        model = self.model
+        if model is not None and model not in MODELS and model != AUTO:  # a model file
+            if self.weights is not None and Path(model) != self.weights:
+                raise ConfigError("--model", "a model file and a different --weights file")
+            object.__setattr__(self, "weights", Path(model))
+            model = AUTO
+        if model is None:
+            model = AUTO if self.weights is not None else DEFAULT_MODEL
+        if model == AUTO and self.weights is None:
+            raise ConfigError("--model", "auto needs --weights FILE (or --model FILE)")
+        if self.weights is not None and model != AUTO and not MODELS[model].trainable:
+            raise ConfigError("--weights", f"the {model} model takes no weights")
+        object.__setattr__(self, "model", model)
         if self.queue_frames < 1:
             raise ConfigError("queue_frames", "must be at least 1")
         if self.duration is not None and self.duration <= 0:
@@ -333,7 +378,8 @@ def build_upscale_config(
 class TrainConfig:
     """One training run (`vidsr train`): a recipe in training/ fills it, flags override it.
 
-    Field names are the recipe's TOML keys; vidsr.train.recipe rejects any other key.
+    Field names are the recipe's TOML keys; vidsr.train.recipe rejects any other key. Every value
+    is checked here, once, whether it came from a flag, a recipe or a resumed run's stored config.
     """
 
     model: str = "srresnet"  # registry name written into the checkpoint
@@ -360,6 +406,9 @@ class TrainConfig:
     vgg_before_relu: bool = False  # ESRGAN: features taken before the activation
     gan_loss: str = "bce"  # bce (the paper's -log D) or ragan (relativistic average, ESRGAN)
     grid_weight: float = 0.0  # penalises a pattern locked to the sub-pixel phase (grid index)
+    lowpass_weight: float = (
+        0.0  # L1 of 4x-pooled SR vs HR: holds colour and brightness, not texture
+    )
     discriminator: dict[str, int] = field(default_factory=dict)
     init: Path | None = None  # start from these weights (state_dict, checkpoint, or "shipped")
     needs_init: bool = False  # no --init: start from the shipped weights of `init_from`, or refuse
@@ -387,3 +436,81 @@ class TrainConfig:
     frame_cache: Path | None = None  # where sampled video frames are kept; None: OUT/frames
     tensorboard: bool = False
     quiet: bool = False
+
+    # (field, lowest value, whether the lowest itself is refused): impossible values fail here,
+    # before a run folder, a data scan or a network exists.
+    BOUNDS: ClassVar[tuple[tuple[str, float, bool], ...]] = (
+        ("steps", 0, True),
+        ("batch_size", 0, True),
+        ("crop", 0, True),
+        ("lr", 0.0, True),
+        ("lr_gamma", 0.0, True),
+        ("warmup_steps", 0, False),
+        ("lr_final", 0.0, False),
+        ("pixel_weight", 0.0, False),
+        ("content_weight", 0.0, False),
+        ("adversarial_weight", 0.0, False),
+        ("grid_weight", 0.0, False),
+        ("lowpass_weight", 0.0, False),
+        ("val_every", 0, False),
+        ("ckpt_every", 0, False),
+        ("sample_every", 0, False),
+        ("log_every", 0, True),
+        ("ema_decay", 0.0, False),
+        ("grad_clip", 0.0, False),
+        ("workers", 0, False),
+        ("hr_downscale", 0, True),
+        ("crop_tries", 0, True),
+        ("min_video_lines", 0, False),
+        ("frames_per_video", 0, True),
+        ("seed", 0, False),
+    )
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "pixel_loss": ("mse", "l1", "charbonnier"),  # vidsr.train.losses.PIXEL_LOSSES
+        "gan_loss": ("bce", "ragan"),  # vidsr.train.losses.GAN_LOSSES
+        "lr_schedule": ("step", "cosine"),
+        "precision": ("auto", "fp32", "bf16", "fp16"),
+    }
+
+    def __post_init__(self) -> None:
+        for name, low, strict in self.BOUNDS:
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not math.isfinite(value):
+                raise VidsrError(f"train: {name} must be a number, got {value!r}")
+            if value < low or (strict and value == low):
+                raise VidsrError(
+                    f"train: {name} must be {'>' if strict else '>='} {low:g}, got {value}"
+                )
+        for name, allowed in self.CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise VidsrError(
+                    f"train: {name} {getattr(self, name)!r}: choose from {', '.join(allowed)}"
+                )
+        for name, values, low, high in (
+            ("lr_milestones", self.lr_milestones, 0.0, 1.0),  # fractions of steps
+            ("betas", self.betas, 0.0, 0.999999),
+            ("extra_downscales", self.extra_downscales, 1, 16),
+        ):
+            if not all(type(v) in (int, float) and low <= v <= high for v in values):
+                raise VidsrError(
+                    f"train: {name} must hold numbers in [{low}, {high}], got {values}"
+                )
+        if len(self.betas) != 2 or not 0.0 <= self.lr_final <= 1.0 or self.ema_decay > 1.0:
+            raise VidsrError(
+                f"train: betas needs two values, lr_final and ema_decay lie in [0, 1]; got "
+                f"betas {self.betas}, lr_final {self.lr_final}, ema_decay {self.ema_decay}"
+            )
+        weights = {k: getattr(self, f"{k}_weight") for k in ("pixel", "content", "adversarial")}
+        if not any(w > 0 for w in weights.values()):
+            raise VidsrError(
+                "loss weights must be >= 0 and at least one > 0 (--pixel-weight, --content-weight, "
+                f"--adversarial-weight); got {', '.join(f'{k} {w:g}' for k, w in weights.items())}"
+            )
+        from .models import MODELS  # torch: imported only once a run is configured
+        from .weights import DISCRIMINATOR_LIMITS, check_arch
+
+        trainable = [name for name, spec in MODELS.items() if spec.trainable]
+        if self.model not in trainable:
+            raise VidsrError(f"train: model {self.model!r}: choose from {', '.join(trainable)}")
+        check_arch(self.arch, "train config")
+        check_arch(self.discriminator, "train config (discriminator)", DISCRIMINATOR_LIMITS)

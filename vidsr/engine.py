@@ -22,6 +22,7 @@ from functools import cache
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .config import DEVICES, PRECISIONS
 from .errors import VidsrError
@@ -75,6 +76,20 @@ def parse_tile(tile: str | int | None) -> int | None:
     if n < MIN_TILE:
         raise VidsrError(f"--tile must be at least {MIN_TILE} pixels, got {n}")
     return n
+
+
+def _even(x: float) -> int:
+    return max(2, int(round(x / 2)) * 2)
+
+
+def output_size(
+    height: int, width: int, scale: int, outscale: float | None = None
+) -> tuple[int, int]:
+    """The size of an upscaled frame: the model's scale, or --outscale rounded to even sides
+    (4:2:0 video needs them)."""
+    if outscale is None:
+        return height * scale, width * scale
+    return _even(height * outscale), _even(width * outscale)
 
 
 def batch_for_memory(per_frame: int, free: int, *, headroom: float = 0.8, cap: int = 32) -> int:
@@ -145,6 +160,7 @@ class Engine:
         precision: str = "auto",
         value_range: tuple[float, float] = (0.0, 1.0),
         tile: str | int | None = "auto",
+        outscale: float | None = None,
         compile: str | None = None,
         threads: int | None = None,
         warn: Callable[[str], None] | None = None,
@@ -152,9 +168,12 @@ class Engine:
         self.device = resolve_device(device)
         has_params = any(True for _ in model.parameters())
         self.precision = resolve_precision(precision, self.device, has_parameters=has_params)
+        self.notes: list[str] = []  # choices made for the user, said once per run
+        self._limit_precision(model)
         self.dtype = _DTYPES[self.precision]
         self.range = ValueRange(*value_range)
         self.scale = int(getattr(model, "scale", 4))
+        self.outscale = outscale
         self.tile = parse_tile(tile)  # None: untiled for now, 0: never tile, N: N x N tiles
         self.max_batch: int | None = None  # lowered by out-of-memory errors
         self.warn = warn  # where fallbacks are reported; the pipeline points it at the run's notes
@@ -167,6 +186,16 @@ class Engine:
         self.model = model.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
         self.pad = context_pixels(self.model)
         self._run = self.model if compile is None else torch.compile(self.model, mode=compile)
+
+    def _limit_precision(self, model: nn.Module) -> None:
+        """Reduced precision only where the architecture tolerates it (spandrel says which)."""
+        supported = {"fp16": "supports_half", "bf16": "supports_bfloat16"}.get(self.precision)
+        if supported and not getattr(model, supported, True):
+            self.notes.append(f"{type(model).__name__} does not run in {self.precision}: fp32")
+            self.precision = "fp32"
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return output_size(height, width, self.scale, self.outscale)
 
     def autocast(self):
         # The weights are already cast to self.dtype; autocast only guards ops that would upcast.
@@ -200,8 +229,20 @@ class Engine:
         """Float (N, 3, H, W) -> float (N, 3, sH, sW), in tiles when self.tile says so."""
         with self.autocast():
             if self.tile:
-                return upscale_tiled(self._run, x, scale=self.scale, tile=self.tile, pad=self.pad)
-            return self._run(x)
+                y = upscale_tiled(self._run, x, scale=self.scale, tile=self.tile, pad=self.pad)
+            else:
+                y = self._run(x)
+        return self._resize(y)
+
+    def _resize(self, y: torch.Tensor) -> torch.Tensor:
+        """--outscale: an antialiased bicubic resize on the device, from the model's scale."""
+        if self.outscale is None:
+            return y
+        size = self.output_size(y.shape[-2] // self.scale, y.shape[-1] // self.scale)
+        if tuple(y.shape[-2:]) == size:
+            return y
+        return F.interpolate(y.float(), size=size, mode="bicubic", antialias=True,
+                             align_corners=False)  # fmt: skip
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -213,8 +254,8 @@ class Engine:
         """
         n = frames.shape[0]
         if out is None:
-            h, w = frames.shape[1:3]
-            out = frames.new_empty((n, h * self.scale, w * self.scale, frames.shape[3]))
+            oh, ow = self.output_size(*frames.shape[1:3])
+            out = frames.new_empty((n, oh, ow, frames.shape[3]))
         start = 0
         while start < n:
             step = min(n - start, self.max_batch or n)

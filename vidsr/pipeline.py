@@ -124,6 +124,11 @@ class _Job:
     note: Callable[[str], None]
     inform: Callable[[str], None] | None
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the output frames."""
+        return self.engine.output_size(self.info.height, self.info.width)
+
 
 def upscale_file(
     src: Path,
@@ -168,11 +173,8 @@ def upscale_file(
     result.output_bytes = dst.stat().st_size
     if reader is not None:
         result.corrupt_frames = reader.repeated_frames + reader.corrupt_frames
-    if result.corrupt_frames:
-        note(
-            f"{result.corrupt_frames} frame(s) were damaged in the source "
-            f"({reader.repeated_frames} repeated the last good frame)"
-        )
+        if reader.damage_summary():
+            note(reader.damage_summary())
     return result
 
 
@@ -181,12 +183,14 @@ def describe_run(
 ) -> str:
     """What was chosen for this file, in one line (also in logs: what produced this output)."""
     enc = config.encode
-    options = encoder_options(enc, info, info.height * engine.scale)
+    height, width = engine.output_size(info.height, info.width)
+    options = encoder_options(enc, info, height)
     shown = [f"{k} {options[k]}" for k in ("crf", "preset", "cpu-used", "profile") if k in options]
     shown.append(choose_pix_fmt(enc.codec, info, enc.pix_fmt))
+    scale = engine.outscale or engine.scale
     return (
         f"{src.name} -> {dst.name}: model {config.model}, device {engine.device}, "
-        f"precision {engine.precision}, batch {batch}, scale {engine.scale}x, "
+        f"precision {engine.precision}, batch {batch}, scale {scale:g}x ({width}x{height}), "
         f"encoder {enc.codec} ({', '.join(shown)})"
     )
 
@@ -195,9 +199,8 @@ def _one_pass(job: _Job, result: UpscaleResult) -> tuple[FrameReader, int]:
     """The output in one VideoWriter: no work folder, nothing to resume."""
     config, info = job.config, job.info
     with VideoWriter(
-        info, job.dst, config.encode, scale=job.engine.scale, overwrite=config.overwrite,
-        warn=job.note,
-    ) as writer:  # fmt: skip
+        info, job.dst, config.encode, size=job.size, overwrite=config.overwrite, warn=job.note
+    ) as writer:
         reader = FrameReader(info, batch_size=job.batch_size)
         _run_stages(
             reader, writer, job.engine, config, info, cancel=job.cancel, progress=job.progress
@@ -214,7 +217,7 @@ def _segmented(job: _Job, result: UpscaleResult):
     config, info, engine = job.config, job.info, job.engine
     window = span_window(info, config.start, config.duration)
     per_segment = segment_frames(info, config.segment_seconds)
-    identity = job_identity(job.src, config, info, engine, per_segment)
+    identity = job_identity(job.src, config, info, engine, per_segment, job.size)
     reader, written = None, 0
     with WorkFolder.open(job.dst, identity, resume=config.resume, note=job.note) as work:
         result.resumed_frames = work.frames_done
@@ -230,7 +233,7 @@ def _segmented(job: _Job, result: UpscaleResult):
             where = " in the --start/--duration span" if window is not None else " could be decoded"
             raise InputError(f"{job.src}: no frame{where}")
         with SegmentMuxer(
-            info, job.dst, config.encode, work.files(), scale=engine.scale,
+            info, job.dst, config.encode, work.files(), size=job.size,
             overwrite=config.overwrite, window=window, warn=job.note,
         ) as muxer:  # fmt: skip
             muxer.copy()
@@ -258,7 +261,7 @@ def _encode_segments(job: _Job, work: WorkFolder, window: Window | None, per_seg
             report(done + n, total)
 
     with SegmentEncoder(
-        info, work.path, job.config.encode, scale=job.engine.scale, suffix=job.dst.suffix,
+        info, work.path, job.config.encode, size=job.size, suffix=job.dst.suffix,
         frames_per_segment=per_segment, next_index=work.next_index, on_segment=work.add,
         offset=window.offset if window is not None else 0, warn=job.note,
     ) as writer:  # fmt: skip

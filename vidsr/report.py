@@ -23,6 +23,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .media.images import is_image
+
 LOG_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
 
 
@@ -38,6 +40,15 @@ def human_seconds(s: float) -> str:
     s = int(round(s))
     h, rest = divmod(s, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _counted(results) -> str:
+    """What a folder held: "videos", "images", or "files (2 videos, 1 image)"."""
+    images = sum(1 for r in results if is_image(r.input))
+    videos = len(results) - images
+    if not images or not videos:
+        return "images" if images else "videos"
+    return f"files ({videos} video{'s' * (videos > 1)}, {images} image{'s' * (images > 1)})"
 
 
 class Reporter:
@@ -76,6 +87,10 @@ class Reporter:
         if r.skipped:
             print(f"{r.output}: exists, skipped", flush=True)
             return
+        if is_image(r.input):
+            size = human_bytes(r.output_bytes)
+            print(f"{r.output}: image in {r.seconds:.1f} s, {size}", flush=True)
+            return
         resumed = f", resumed after frame {r.resumed_frames}" if r.resumed_frames else ""
         print(
             f"{r.output}: {r.frames} frames in {r.seconds:.1f} s ({r.fps:.2f} fps{resumed}), "
@@ -89,7 +104,7 @@ class Reporter:
         done = len(results) - len(failed) - len(skipped)
         if not self.quiet or failed:
             print(
-                f"{done} of {len(results)} videos upscaled"
+                f"{done} of {len(results)} {_counted(results)} upscaled"
                 + (f", {len(skipped)} skipped (output exists)" if skipped else "")
                 + (f", {len(failed)} failed" if failed else ""),
                 file=sys.stderr,

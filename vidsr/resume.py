@@ -79,7 +79,12 @@ def source_identity(path: Path) -> str:
 
 
 def job_identity(
-    src: Path, config: UpscaleConfig, info: VideoInfo, engine: Engine, per_segment: int
+    src: Path,
+    config: UpscaleConfig,
+    info: VideoInfo,
+    engine: Engine,
+    per_segment: int,
+    size: tuple[int, int],
 ) -> dict[str, str]:
     """What the output depends on: a rerun resumes only where all of it is the same."""
     from .weights import SHIPPED, sha256_of  # torch: only when a job runs
@@ -92,7 +97,7 @@ def job_identity(
     encoder = {
         "codec": enc.codec,
         "pix_fmt": choose_pix_fmt(enc.codec, info, enc.pix_fmt),
-        "options": encoder_options(enc, info, info.height * engine.scale),
+        "options": encoder_options(enc, info, size[0]),
     }
     return {
         "format": FORMAT,
@@ -102,7 +107,7 @@ def job_identity(
         "precision": engine.precision,
         "device": engine.device.type,
         "tile": str(config.tile),
-        "scale": str(engine.scale),
+        "scale": f"{engine.scale} {size[1]}x{size[0]}",  # the model's, and the output size
         "encoder": json.dumps(encoder, sort_keys=True),
         "span": json.dumps([config.start, config.duration]),
         "segment_frames": str(per_segment),

@@ -113,14 +113,14 @@ class SlotRing:
         self.h2d = Lane(device)
         self.d2h = Lane(device)
         self.compute = Lane(device, torch.cuda.current_stream(device) if cuda else None)
-        s = engine.scale
+        oh, ow = engine.output_size(height, width)
         self.free_in: queue.Queue[InSlot] = queue.Queue()
         self.free_out: queue.Queue[OutSlot] = queue.Queue()
         for _ in range(max(2, slots)):
             host = torch.empty((batch, height, width, 3), dtype=dtype, pin_memory=cuda)
             dev = torch.empty_like(host, device=device) if cuda else host
             self.free_in.put(InSlot(host, dev, self.h2d.event(), self.compute.event()))
-            host = torch.empty((batch, height * s, width * s, 3), dtype=dtype, pin_memory=cuda)
+            host = torch.empty((batch, oh, ow, 3), dtype=dtype, pin_memory=cuda)
             dev = torch.empty_like(host, device=device) if cuda else host
             self.free_out.put(OutSlot(host, dev, self.compute.event(), self.d2h.event()))
 

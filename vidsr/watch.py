@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .batch import VIDEO_EXTENSIONS, BatchRunner, default_output
+from .batch import VIDEO_EXTENSIONS, BatchRunner, default_output, output_tag
 from .config import UpscaleConfig
 from .errors import Cancelled, InputError, OutputError, VidsrError
 from .journal import Job, Journal, JournalDamaged, journal_path
@@ -80,10 +80,12 @@ def is_ignored_name(name: str) -> bool:
     )
 
 
-def output_for(src: Path, inbox: Path, out: Path, container: str | None = None) -> Path:
+def output_for(
+    src: Path, inbox: Path, out: Path, container: str | None = None, tag: str = "x4"
+) -> Path:
     """DIR/<subfolders of src under the inbox>/<stem>_x4<ext> (ext: .mkv if we cannot write it)."""
     rel = src.relative_to(inbox)
-    return default_output(Path(rel.name), out / rel.parent, container)
+    return default_output(Path(rel.name), out / rel.parent, container, tag)
 
 
 def _printable(text: str) -> str:
@@ -164,6 +166,7 @@ class Watcher:
         self._signalled = False
         self.journal: Journal | None = None
         self.runner = BatchRunner(config.upscale, cancel=self.cancel)
+        self._tag = output_tag(config.upscale)
         self.runner.reporter = _LogReporter()
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -208,7 +211,7 @@ class Watcher:
     def _adopt_outputs(self, journal: Journal) -> None:
         """Inputs whose output already exists count as done: a lost journal redoes no work."""
         for src in self._scan():
-            dst = output_for(src, self.inbox, self.out, self.config.upscale.container)
+            dst = output_for(src, self.inbox, self.out, self.config.upscale.container, self._tag)
             if dst.is_file():
                 st = src.stat()
                 name = str(src.relative_to(self.inbox))
@@ -358,7 +361,7 @@ class Watcher:
         """The output name: this input's own earlier output, else the first name nobody holds."""
         if job.output and _inside(Path(job.output), self.out):
             return Path(job.output)
-        base = output_for(src, self.inbox, self.out, self.config.upscale.container)
+        base = output_for(src, self.inbox, self.out, self.config.upscale.container, self._tag)
         dst, n = base, 1
         while self.journal.owner_of(str(dst)) not in (None, job.path) or dst.exists():
             n += 1

@@ -1,13 +1,17 @@
-"""Typed records of the checkpoints that ship inside the package, and weight loading.
+"""The one reader of weights files, and the records of the weights that ship inside the package.
 
 A record names a file in vidsr/weights/, its sha256 (checked at load), the architecture it was
-trained with and the pixel range its input and output use. `load_generator` is the one way any
-caller gets a ready network: shipped weights, a plain state_dict, or a training checkpoint.
+trained with and the pixel range its input and output use. `read_weights` reads any file a user
+may hand us (a plain state_dict, an export, a `vidsr train` checkpoint or snapshot) and
+`read_shipped` a packaged one; both check what they read (tensors only, finite, an architecture
+within bounds) before anything is built. `load_generator` turns either into a ready network.
 """
 
 from __future__ import annotations
 
 import hashlib
+import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,9 @@ from .errors import WeightsError
 from .models import MODELS, build_model
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+# What vidsr.train.checkpoint writes: a dict of state_dicts + config + step + this format tag.
+CHECKPOINT_FORMAT = "vidsr-checkpoint"
+CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,61 @@ SHIPPED: dict[str, WeightsRecord] = {
 }
 
 
+# Bounds on every architecture value read from a file or a recipe: a checkpoint whose "arch" says
+# {"blocks": 10**7} must be refused before it is built (it would take gigabytes), not after.
+ARCH_LIMITS: dict[str, range | tuple[str | int, ...]] = {
+    "blocks": range(1, 65),
+    "channels": range(8, 257),
+    "scale": (2, 4, 8),
+    "upsample": ("progressive", "shuffle"),
+}
+DISCRIMINATOR_LIMITS: dict[str, range | tuple[str | int, ...]] = {
+    "channels": range(8, 257),
+    "blocks": range(1, 13),
+    "dense": range(1, 4097),
+    "pool": range(1, 17),
+}
+
+
+def _describe(allowed: range | tuple) -> str:
+    if isinstance(allowed, range):
+        return f"an integer {allowed.start}..{allowed.stop - 1}"
+    return "one of " + ", ".join(map(repr, allowed))
+
+
+def check_arch(arch: Any, where: str, limits: dict = ARCH_LIMITS) -> dict[str, Any]:
+    """`arch` as a dict whose every key is known and every value within its bounds, or one line."""
+    if not isinstance(arch, dict):
+        raise WeightsError(
+            f"{where}: arch is a {type(arch).__name__}, not a table of {', '.join(limits)}"
+        )
+    for key, value in arch.items():
+        allowed = limits.get(key)
+        if allowed is None:
+            raise WeightsError(f"{where}: unknown arch key {key!r} (known: {', '.join(limits)})")
+        if isinstance(allowed, range):
+            ok = type(value) is int and value in allowed  # bool is not an int here
+        else:
+            ok = type(value) is type(allowed[0]) and value in allowed
+        if not ok:
+            shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:40]}..."
+            raise WeightsError(f"{where}: arch {key} = {shown} is not {_describe(allowed)}")
+    return dict(arch)
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """What a weights file holds, checked: the generator's tensors and how to build for them."""
+
+    state: dict[str, torch.Tensor]  # the generator's (EMA first), "module." prefixes removed
+    arch: dict[str, Any]  # architecture keywords within ARCH_LIMITS; {} when the file says none
+    model_name: str | None  # the registry name the file was made for, when it says
+    kind: str  # "shipped", "export" (fp16 state_dict), "state_dict" or "checkpoint"
+    path: Path
+    record: WeightsRecord | None = None  # kind "shipped"
+    checkpoint: dict[str, Any] | None = None  # kind "checkpoint": the whole dict (for --resume)
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -71,30 +133,197 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_state(path: Path) -> dict[str, Any]:
+def load_file(path: Path, *, mmap: bool = False) -> Any:
+    """The file's contents, nothing in it run: safetensors, or torch.load with weights_only (a
+    pickle that asks for any global but tensors and dicts is refused); any failure is one line."""
+    path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file as load_safetensors
+
+            return dict(load_safetensors(str(path), device="cpu"))
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        # torch's message for a pickle that names a callable: "... unsupported GLOBAL
+        # posix.system ...". Anything else (junk, a truncated file) is merely unreadable.
+        wanted = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(e))
+        if wanted is None:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WeightsError(f"cannot read weights from {path}: {first[:200]}") from None
+        raise WeightsError(
+            f"{path} is not a plain weights file: loading it would run {wanted.group(1)}; refused"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"cannot read weights from {path}: {first}") from None
+        raise WeightsError(f"cannot read weights from {path}: {first[:200]}") from None
+
+
+def _kind(value: Any) -> str:
+    return "dict" if isinstance(value, dict) else type(value).__name__  # OrderedDict reads oddly
+
+
+def check_state(state: Any, where: str) -> dict[str, torch.Tensor]:
+    """A non-empty dict of finite tensors, "module." (DDP) prefixes removed, or one line."""
+    if not isinstance(state, dict) or not state:
+        what = "empty" if isinstance(state, dict) else f"a {_kind(state)}"
+        raise WeightsError(f"{where} is {what}, not a state_dict of tensors")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{where}: {str(key)[:60]!r} is a {_kind(value)}, not a tensor")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise WeightsError(f"{where}: {key} holds non-finite values (NaN or inf)")
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def _from_checkpoint(obj: Any, path: Path) -> LoadedWeights | None:
+    """A `vidsr train` checkpoint or snapshot: "ema" (what inference wants) or "generator"."""
+    if not isinstance(obj, dict) or not ({"generator", "ema"} & obj.keys()):
+        return None
+    key = "ema" if obj.get("ema") is not None else "generator"
+    state = check_state(obj.get(key), f"{path} ({key} weights)")
+    arch = check_arch(obj.get("arch") or {}, str(path))
+    name = obj.get("model")
+    if name is not None and not isinstance(name, str):
+        raise WeightsError(f"{path}: its model name is a {type(name).__name__}, not a string")
+    return LoadedWeights(state, arch, name, "checkpoint", path, checkpoint=obj)
+
+
+def _from_state_dict(obj: Any, path: Path) -> LoadedWeights | None:
+    """A plain state_dict; an export (`vidsr export`) is one in fp16."""
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return None
+    state = check_state(obj, str(path))
+    floats = [v for v in state.values() if v.is_floating_point()]
+    kind = "export" if floats and all(v.dtype == torch.float16 for v in floats) else "state_dict"
+    return LoadedWeights(state, {}, None, kind, path)
+
+
+def _from_community_layout(obj: Any, path: Path) -> LoadedWeights | None:
+    """BasicSR / Real-ESRGAN / chaiNNer layouts ({"params_ema": ...}, {"params": ...},
+    {"state_dict": ...}): spandrel's canonical form of the generator's tensors."""
     if not isinstance(obj, dict):
-        raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state_dict or checkpoint")
-    return obj
+        return None
+    from spandrel.__helpers.canonicalize import canonicalize_state_dict
+
+    try:
+        state = canonicalize_state_dict(obj)
+    except Exception:  # noqa: BLE001 - not a layout spandrel knows either
+        return None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return None
+    return LoadedWeights(check_state(state, str(path)), {}, None, "community", path)
 
 
-def split_checkpoint(obj: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(generator state_dict, architecture kwargs) from a plain state_dict or a training checkpoint.
+# Tried in order; the first that recognises the file reads it. The community layouts go last.
+READERS = (_from_checkpoint, _from_state_dict, _from_community_layout)
 
-    A training checkpoint (vidsr.train.checkpoint) carries "generator" and usually "ema"; the EMA
-    weights are what inference wants. Its "arch" holds the architecture it was trained with.
-    """
-    if "generator" in obj or "ema" in obj:
-        state = obj.get("ema") or obj["generator"]
-        arch = dict(obj.get("arch") or {})
-        return state, arch
-    return obj, {}
+
+def read_weights(path: str | Path) -> LoadedWeights:
+    """Any weights file a user hands us, checked, or a WeightsError of one line."""
+    path = Path(path)
+    obj = load_file(path)
+    for reader in READERS:
+        loaded = reader(obj, path)
+        if loaded is not None:
+            return loaded
+    if isinstance(obj, dict):
+        key, value = next(
+            ((k, v) for k, v in obj.items() if not isinstance(v, torch.Tensor)), (None, None)
+        )
+        raise WeightsError(
+            f"{path} is neither a state_dict nor a vidsr checkpoint: {str(key)[:60]!r} holds a "
+            f"{_kind(value)}, not a tensor"
+        )
+    raise WeightsError(f"{path} holds a {_kind(obj)}, not a state_dict or checkpoint")
+
+
+def read_shipped(name: str) -> LoadedWeights:
+    """The packaged weights of registry model `name`, sha256-checked."""
+    record = SHIPPED.get(name)
+    if record is None:
+        raise WeightsError(
+            f"no trained weights ship for {name!r} yet: pass --weights FILE "
+            f"(a state_dict or a `vidsr train` checkpoint), or train them with "
+            f"`vidsr train --recipe {name}`"
+        )
+    path = record.path
+    if not path.is_file():
+        raise WeightsError(f"shipped weights for {name!r} are missing: {path} (reinstall vidsr)")
+    digest = sha256_of(path)
+    if digest != record.sha256:
+        raise WeightsError(f"shipped weights {path} are damaged (sha256 {digest[:12]}...)")
+    loaded = read_weights(path)
+    arch = check_arch({**record.arch, **loaded.arch}, str(path))
+    return LoadedWeights(loaded.state, arch, name, "shipped", path, record=record)
+
+
+def fit_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> nn.Module:
+    """Load `state` strictly into `model` (float tensors cast to the model's fp32), or one line."""
+    try:
+        model.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True
+        )
+    except RuntimeError as e:
+        missing = len(set(model.state_dict()) - set(state))
+        extra = len(set(state) - set(model.state_dict()))
+        raise WeightsError(
+            f"{where} ({missing} missing and {extra} unexpected keys, or mismatched shapes): "
+            f"{str(e).splitlines()[0][:200]}"
+        ) from None
+    return model
+
+
+def vidsr_model_of(loaded: LoadedWeights) -> str | None:
+    """The registry name a file's weights are for, when it is one of vidsr's own files."""
+    if loaded.model_name in MODELS:
+        return loaded.model_name
+    if loaded.kind == "checkpoint":
+        return None
+    shapes = {k: tuple(v.shape) for k, v in loaded.state.items()}
+    for name, spec in MODELS.items():
+        if spec.trainable:
+            want = {k: tuple(v.shape) for k, v in build_model(name).state_dict().items()}
+            if want == shapes:
+                return name
+    return None
+
+
+def load_network(model: str, weights: str | Path | None) -> tuple[nn.Module, tuple[float, float]]:
+    """The network for `--model NAME [--weights FILE]`, or for `--model auto` with a file of
+    any kind: vidsr's own (shipped, export, state_dict, training checkpoint) or a community
+    model file, built by spandrel (vidsr.community). Returns (eval network, value range)."""
+    if model != "auto":
+        net, record = load_generator(model, weights)
+        return net, record.value_range if record is not None else (0.0, 1.0)
+    if weights is None:
+        raise WeightsError("--model auto needs --weights FILE (or --model FILE)")
+    loaded = read_weights(weights)
+    name = vidsr_model_of(loaded)
+    if name is not None:
+        return build_generator(name, loaded).eval(), (0.0, 1.0)
+    from .community import load_community
+
+    return load_community(loaded.path, loaded.state), (0.0, 1.0)
+
+
+def describe_weights(path: str | Path):
+    """What a file is: the registry name of one of vidsr's own files, or a community file's
+    vidsr.community.ModelInfo (architecture, scale, parameters, precisions)."""
+    loaded = read_weights(path)
+    name = vidsr_model_of(loaded)
+    if name is not None:
+        return name
+    from .community import load_community
+
+    return load_community(loaded.path, loaded.state).info
+
+
+def build_generator(name: str, loaded: LoadedWeights) -> nn.Module:
+    """Registry model `name` in the file's architecture, holding the file's weights."""
+    model = build_model(name, **loaded.arch)
+    return fit_state(model, loaded.state, f"{loaded.path} does not fit model {name!r}")
 
 
 def load_generator(
@@ -106,44 +335,7 @@ def load_generator(
     """
     if name not in MODELS:
         raise WeightsError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    spec = MODELS[name]
-    if not spec.trainable:
+    if not MODELS[name].trainable:
         return build_model(name).eval(), None
-
-    record = SHIPPED.get(name)
-    if weights is None:
-        if record is None:
-            raise WeightsError(
-                f"no trained weights ship for {name!r} yet: pass --weights FILE "
-                f"(a state_dict or a `vidsr train` checkpoint), or train them with "
-                f"`vidsr train --recipe {name}`"
-            )
-        path = record.path
-        if not path.is_file():
-            raise WeightsError(
-                f"shipped weights for {name!r} are missing: {path} (reinstall vidsr)"
-            )
-        digest = sha256_of(path)
-        if digest != record.sha256:
-            raise WeightsError(f"shipped weights {path} are damaged (sha256 {digest[:12]}...)")
-        state, arch = split_checkpoint(_read_state(path))
-        arch = {**record.arch, **arch}
-    else:
-        path = Path(weights)
-        state, arch = split_checkpoint(_read_state(path))
-        record = None
-
-    model = build_model(name, **arch)
-    state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP-wrapped checkpoints
-    try:
-        model.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True
-        )
-    except RuntimeError as e:
-        missing = len(set(model.state_dict()) - set(state))
-        extra = len(set(state) - set(model.state_dict()))
-        raise WeightsError(
-            f"{path} does not fit model {name!r} ({missing} missing and {extra} unexpected keys, "
-            f"or mismatched shapes): {str(e).splitlines()[0]}"
-        ) from None
-    return model.eval(), record
+    loaded = read_shipped(name) if weights is None else read_weights(weights)
+    return build_generator(name, loaded).eval(), loaded.record

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +23,10 @@ from .probe import VideoInfo
 # a level or two, which the colour round-trip tests would see.
 _SWS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 _NO_TIMESTAMPS = 0x80  # AVFMT_NOTIMESTAMPS: raw elementary streams
+# Pictures held back so that their pts labels can be sorted. Decoders return pictures in display
+# order, but the labels can be a few places out of order: an AVI stores one timestamp per chunk,
+# and with packed B-frames (XviD, DivX) FFmpeg labels them 1, 2, 3, 5, 4, 6, ...
+_LABEL_WINDOW = 4
 
 
 def working_format(info: VideoInfo) -> str:
@@ -38,9 +43,11 @@ class FrameBatch:
 class FrameReader:
     """`with FrameReader(info, batch_size=4) as r: for batch in r: ...`
 
-    A packet that cannot be decoded does not lose its timestamp: the last good frame is repeated at
-    that pts, and `repeated_frames` counts it. `corrupt_frames` counts frames FFmpeg decoded but
-    flagged as damaged (concealed errors). `stop`, when set, ends reading with Cancelled.
+    Every picture the decoder returns comes out, in the decoder's (display) order; `decoded_frames`
+    counts them. A packet that cannot be decoded does not lose its timestamp: the last good frame
+    is repeated at that pts, and `repeated_frames` counts it. `corrupt_frames` counts frames
+    FFmpeg decoded but flagged as damaged (concealed errors). `stop`, when set, ends reading with
+    Cancelled.
     """
 
     def __init__(
@@ -52,9 +59,45 @@ class FrameReader:
         self.format = working_format(info)
         self.repeated_frames = 0
         self.corrupt_frames = 0
-        self.dropped_frames = 0
-        self.frames_read = 0
+        self.decoded_frames = 0
+        self._packet_times = (0, 0, 0)  # the lowest and highest packet pts, the packet count
         self._container = None
+
+    @property
+    def announced_frames(self) -> int:
+        """The frame count the container's header gives (0 when it gives none)."""
+        return self.info.frames
+
+    @property
+    def frames_out(self) -> int:
+        """Frames handed out: the decoded pictures and the repeats standing in for lost ones."""
+        return self.decoded_frames + self.repeated_frames
+
+    @property
+    def truncated(self) -> bool:
+        """Fewer frames came out than the header announced, and the packets stop more than two
+        frames short of the duration it announced. (An AVI's count includes the ticks of dropped
+        frames, or counts milliseconds; an intact one still reaches its duration.)
+        """
+        info, (first, last, n) = self.info, self._packet_times
+        if not info.frames or self.frames_out >= info.frames or not info.duration or n < 2:
+            return False
+        frame = float((last - first) * info.time_base) / (n - 1)  # the mean packet spacing
+        covered = float((last - first) * info.time_base) + frame
+        return covered < info.duration - max(2 * frame, 0.01 * info.duration)
+
+    def damage_summary(self) -> str | None:
+        """One line on what the source lacked (truncation, undecodable packets); None if clean."""
+        damaged = self.repeated_frames + self.corrupt_frames
+        detail = f"{damaged} frame(s) damaged ({self.repeated_frames} repeat the last good frame)"
+        if self.truncated:
+            return (
+                f"the container announced {self.announced_frames} frames, {self.frames_out} "
+                f"came out{', ' + detail if damaged else ''}: the source is truncated"
+            )
+        if damaged:
+            return f"the source is damaged: {detail}"
+        return None
 
     def __enter__(self) -> FrameReader:
         try:
@@ -90,38 +133,61 @@ class FrameReader:
             interpolation=_SWS,
         )
 
-    def _decoded(self, expected: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """(pts, rgb) as the decoder returns them; every packet's pts is pushed on `expected`."""
+    def _decoded(self, expected: list[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """(label, picture) as the decoder returns them; every packet's pts is pushed on
+        `expected`. The label is the frame's pts, else its dts, else one frame after the last.
+        """
         stream = self._container.streams.video[0]
         step = _frame_step(self.info)
-        last_pts: int | None = None
+        last: int | None = None
         for packet in self._container.demux(stream):
             if self.stop is not None and self.stop.is_set():
                 raise Cancelled("stopped")
             if packet.pts is not None and packet.size:
                 heapq.heappush(expected, packet.pts)
+                self._count_packet(packet.pts)
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
                 continue  # its timestamp is still expected: the hole is filled below
             for frame in frames:
-                pts = frame.pts
-                if pts is None:  # raw elementary streams carry no timestamps: count frames instead
-                    pts = 0 if last_pts is None else last_pts + step
+                label = frame.pts if frame.pts is not None else frame.dts
+                if label is None:  # raw elementary streams carry no timestamps: count frames
+                    label = 0 if last is None else last + step
                 if frame.is_corrupt:
                     self.corrupt_frames += 1
-                last_pts = pts
-                yield pts, self._to_rgb(frame)
+                self.decoded_frames += 1
+                last = label
+                yield label, frame
+
+    def _count_packet(self, pts: int) -> None:
+        first, last, n = self._packet_times
+        self._packet_times = (min(first, pts), max(last, pts), n + 1) if n else (pts, pts, 1)
+
+    def _sorted(self, expected: list[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """The decoder's pictures in the order it returns them, their labels sorted within a
+        short window (pictures are in display order even where their labels are not).
+        """
+        labels: list[int] = []
+        held: deque[av.VideoFrame] = deque()
+        for label, frame in self._decoded(expected):
+            heapq.heappush(labels, label)
+            held.append(frame)
+            if len(held) > _LABEL_WINDOW:
+                yield heapq.heappop(labels), held.popleft()
+        while held:
+            yield heapq.heappop(labels), held.popleft()
 
     def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
-        """(rgb, pts) in presentation order, one per source timestamp.
+        """(rgb, pts) in presentation order, one per source timestamp, every picture kept.
 
-        Every packet stands for one frame at its pts. Decoders return frames in presentation
-        order, so when frame p comes out, an expected pts below p that never came out belongs to a
-        packet that failed to decode: it gets the frame shown before it. A pts that repeats an
-        earlier one is dropped, since the muxer needs strictly increasing timestamps.
+        Every packet stands for one frame at its pts. When picture p comes out, an expected pts
+        below p that no picture took belongs to a packet that failed to decode: it gets the frame
+        shown before it. A picture whose pts is not above the last one (the muxer needs strictly
+        increasing timestamps) takes the next unclaimed packet pts, else one frame later.
         """
         expected: list[int] = []
+        step = _frame_step(self.info)
         last_rgb: np.ndarray | None = None
         last_pts: int | None = None
 
@@ -133,10 +199,10 @@ class FrameReader:
                     found.append(t)
             return found
 
-        for pts, rgb in self._decoded(expected):
+        for pts, frame in self._sorted(expected):
             if last_pts is not None and pts <= last_pts:
-                self.dropped_frames += 1
-                continue
+                pts = _next_free(expected, last_pts, step)
+            rgb = self._to_rgb(frame)
             for hole in holes_before(pts):  # before the first frame, holes show that frame
                 self.repeated_frames += 1
                 yield (last_rgb if last_rgb is not None else rgb), hole
@@ -156,7 +222,6 @@ class FrameReader:
             for rgb, t in self._frames():
                 frames.append(rgb)
                 pts.append(t)
-                self.frames_read += 1
                 if len(frames) == self.batch_size:
                     yield FrameBatch(np.stack(frames), pts)
                     frames, pts = [], []
@@ -164,6 +229,15 @@ class FrameReader:
             raise InputError(f"{self.info.path}: decoding failed: {e}") from None
         if frames:
             yield FrameBatch(np.stack(frames), pts)
+
+
+def _next_free(expected: list[int], after: int, step: int) -> int:
+    """The smallest packet pts above `after` that no picture has taken, else one `step` on
+    (timestamps that jump back, as in a badly joined file, continue at the frame rate).
+    """
+    while expected and expected[0] <= after:
+        heapq.heappop(expected)
+    return heapq.heappop(expected) if expected else after + step
 
 
 def _frame_step(info: VideoInfo) -> int:

@@ -9,13 +9,15 @@ a half-written file.
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 from av.video.reformatter import Interpolation
 
@@ -35,6 +37,12 @@ _X26X_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
     "placebo",
 )  # fmt: skip
+# NVIDIA's hardware encoders: p1 (fastest) .. p7 (best). They open only where the driver and an
+# NVENC unit exist (consumer and workstation cards; not the H100/H200 compute chips).
+NVENC = ("h264_nvenc", "hevc_nvenc", "av1_nvenc")
+_NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
+# Default cq: a first guess near x264 crf 18 / x265 crf 20, not yet compared on an NVENC card.
+_NVENC_CRF = {"h264_nvenc": 21, "hevc_nvenc": 23, "av1_nvenc": 30}
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,10 @@ CODECS: dict[str, CodecSpec] = {
         "profile",
         "quality is the profile: --encoder-preset proxy|lt|standard|hq|4444|4444xq",
     ),
+    # cq 0 means "automatic" to NVENC, not lossless: the quality scale starts at 1.
+    "h264_nvenc": CodecSpec((1, 51), _NVENC_PRESETS, "preset", "NVIDIA GPU encoder"),
+    "hevc_nvenc": CodecSpec((1, 51), _NVENC_PRESETS, "preset", "NVIDIA GPU encoder"),
+    "av1_nvenc": CodecSpec((1, 63), _NVENC_PRESETS, "preset", "NVIDIA GPU encoder"),
 }
 
 
@@ -103,6 +115,92 @@ def check_encode(encode: EncodeConfig, suffix: str, *, where: str = "") -> None:
                 f"{at}encoder {codec} cannot write pixel format {encode.pix_fmt}; "
                 f"choose from {', '.join(supported)}"
             )
+    if codec in NVENC:
+        reason = nvenc_unavailable(codec, encode.pix_fmt or "yuv420p")
+        if reason is not None:
+            raise OutputError(f"{at}{nvenc_refusal(codec, reason)}")
+
+
+def check_output_path(dst: Path, *, overwrite: bool = False) -> None:
+    """Raise OutputError when `dst` cannot take the result, before any frame is decoded."""
+    dst = Path(dst)
+    if dst.is_symlink() and not dst.exists():
+        raise OutputError(
+            f"{dst} is a symlink to {os.readlink(dst)}, which does not exist; "
+            "remove the link or choose another output name"
+        )
+    if dst.is_dir():
+        raise OutputError(f"{dst} is a folder; give an output file name")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst} exists; pass --overwrite to replace it")
+    if not dst.parent.is_dir():
+        raise OutputError(f"output folder does not exist: {dst.parent}")
+    if not os.access(dst.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder is not writable: {dst.parent}")
+    if _disk_full(dst.parent):
+        raise OutputError(f"disk full: no space left in {dst.parent} to write {dst.name}")
+
+
+def _disk_full(folder: Path) -> bool:
+    """No block left for us (what df shows). Filesystems that report no size at all pass."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_blocks > 0 and st.f_bavail == 0
+
+
+def check_frame_size(
+    encode: EncodeConfig, info: VideoInfo, scale: float, size: tuple[int, int] | None = None
+) -> None:
+    """Raise OutputError, in one line, when the encoder cannot take frames of the output size.
+
+    The encoder itself is the judge: it is opened (no frame is sent) with the output's size, pixel
+    format and options, and closed again. Cheap next to the upscale; at 8K output libvpx-vp9 and
+    SVT-AV1 take a second or two and allocate their buffers for that time.
+    """
+    height, width = size or (round(info.height * scale), round(info.width * scale))
+    options = encoder_options(encode, info, height)
+    if encode.codec == "libx265":  # else x265 prints its banner and "encoded 0 frames" again
+        options["x265-params"] = ":".join(
+            filter(None, [options.get("x265-params"), "log-level=none"])
+        )
+    pix_fmt = choose_pix_fmt(encode.codec, info, encode.pix_fmt)
+    cc, logs = None, []
+    try:
+        cc = av.CodecContext.create(encode.codec, "w")
+        cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
+        cc.time_base = info.time_base
+        cc.framerate = info.average_rate or Fraction(25)
+        cc.thread_count = 1  # sizes are checked the same with one thread, and faster
+        cc.options = options
+        _open_logged(cc, logs)
+    except (av.error.FFmpegError, ValueError) as e:
+        # PyAV does not repeat a message it just logged; the error keeps the last one.
+        said = [str(log[2]).strip() for log in (*logs, getattr(e, "log", None)) if log]
+        reason = next((m.splitlines()[0] for m in said if m), _reason(e))
+        raise OutputError(
+            f"{encode.codec} cannot encode {width}x{height} frames (the {info.width}x"
+            f"{info.height} source upscaled x{scale:g}): {reason}"
+        ) from None
+    finally:
+        del cc  # frees the encoder's buffers now, before the real one is opened
+
+
+def _open_logged(cc: av.CodecContext, logs: list) -> None:
+    """Open `cc`, collecting what FFmpeg logs as errors meanwhile (x264 says "invalid width x
+    height (16388x64)" where the exception says only "Generic error in an external library").
+    """
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=True) as captured:
+            try:
+                cc.open()
+            finally:
+                logs.extend(captured)
+    finally:
+        av.logging.set_level(level)
 
 
 def _muxer_codecs(fmt: str) -> set[str]:
@@ -140,6 +238,8 @@ def encoder_options(encode: EncodeConfig, info: VideoInfo, height: int) -> dict[
     elif codec == "prores_ks":
         options["profile"] = str(preset or "hq")
         options["vendor"] = "apl0"
+    elif codec in NVENC:
+        options.update(nvenc_options(codec, crf, preset, big=big))
     options.update(hdr_options(codec, info))
     for key, value in encode.options.items():
         if key.endswith("-params") and key in options:
@@ -203,13 +303,110 @@ def choose_pix_fmt(codec: str, info: VideoInfo, requested: str | None) -> str:
         chroma = "422" if "422" in source or source.startswith(("nv16", "nv20", "p2")) else "420"
         if "444" in source or source.startswith(("gbr", "rgb", "p4")):
             chroma = "444"
-        candidates += [f"yuv{chroma}p10le", "yuv420p10le", "yuv422p10le", "yuv444p10le"]
+        ten = [f"yuv{chroma}p10le", "yuv420p10le", "yuv422p10le", "yuv444p10le"]
+        # NVENC takes 10 bits only semi-planar (p010le): right after its planar twin, so the
+        # software encoders, which list the planar one, keep it.
+        candidates += [f for p in ten for f in (p, _SEMI_PLANAR.get(p)) if f]
         candidates += [f"yuv{chroma}p12le", "yuv444p12le", "yuv444p16le", "gbrp10le"]
     candidates += ["yuv420p", "yuv444p", "yuv422p10le", "yuv444p10le", "rgb24", "gbrp"]
     for fmt in candidates:
         if not supported or fmt in supported:
             return fmt
     return supported[0]
+
+
+_SEMI_PLANAR = {"yuv420p10le": "p010le", "yuv422p10le": "p210le"}
+
+
+# -- NVENC ---------------------------------------------------------------------------------------
+def nvenc_options(codec: str, crf: int | None, preset: str | None, *, big: bool) -> dict[str, str]:
+    """--crf as NVENC's constant quality: VBR rate control steered by cq alone (no bitrate)."""
+    cq = crf if crf is not None else _NVENC_CRF[codec] + (2 if big else 0)
+    return {"rc": "vbr", "cq": str(cq), "b": "0", "preset": str(preset or ("p4" if big else "p5"))}
+
+
+def nvenc_unavailable(
+    codec: str,
+    pix_fmt: str = "yuv420p",
+    width: int = 256,
+    height: int = 256,
+    options: dict[str, str] | None = None,
+) -> str | None:
+    """None where this encoder opens here with these settings; else FFmpeg's reason, one line.
+
+    Listed in PyAV's FFmpeg is not enough: the encoder loads the driver (libcuda,
+    libnvidia-encode) and asks the GPU for an encode session when it opens, so only opening one
+    answers. Answers are cached per setting: a session costs the GPU tens of milliseconds.
+    """
+    key = (codec, pix_fmt, width, height, tuple(sorted((options or {}).items())))
+    return _nvenc_probe(key)
+
+
+@functools.cache
+def _nvenc_probe(key: tuple) -> str | None:
+    codec, pix_fmt, width, height, options = key
+    if codec not in av.codecs_available:
+        return "not in this FFmpeg build"
+    previous = av.logging.get_level()
+    # The reason ("Cannot load libcuda.so.1") is a log line: captured, so it is not printed too.
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture():
+            cc = av.CodecContext.create(codec, "w")
+            cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
+            cc.time_base = Fraction(1, 25)
+            cc.options = dict(options)
+            cc.open()  # the session is released with the context, at the end of this call
+        return None
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        log = getattr(e, "log", None)
+        text = log[2] if log and len(log) > 2 and log[2] else _reason(e)
+        return " ".join(str(text).split()) or type(e).__name__
+    finally:
+        av.logging.set_level(previous)
+
+
+def nvenc_refusal(codec: str, reason: str) -> str:
+    return (
+        f"encoder {codec} cannot open here ({reason}): it needs an NVIDIA GPU with NVENC "
+        "and its driver (H100/H200 have none); use libx264 or libx265"
+    )
+
+
+def resolve_codec(codec: str, suffix: str | None = None) -> tuple[str, str]:
+    """--codec: a name passes through; "auto" is hevc_nvenc where it opens, else libx264.
+
+    Returns (codec, note); the note says which "auto" took and why (empty for a plain name).
+    `suffix` (".webm"): hevc_nvenc is taken only where that container can hold HEVC.
+    """
+    if codec != "auto":
+        return codec, ""
+    fits = suffix is None or (
+        suffix.lower() in CONTAINERS
+        and _codec_id_name("hevc_nvenc") in _muxer_codecs(CONTAINERS[suffix.lower()])
+    )
+    reason = nvenc_unavailable("hevc_nvenc") if fits else f"{suffix} cannot hold HEVC"
+    if reason is None:
+        return "hevc_nvenc", "--codec auto: hevc_nvenc (this machine's NVIDIA encoder)"
+    return "libx264", f"--codec auto: libx264 (hevc_nvenc cannot be used here: {reason})"
+
+
+def _nvenc_pix_fmt(cfg: EncodeConfig, pix_fmt: str, width: int, height: int, opts, warn) -> str:
+    """The chosen format if the GPU encodes it at this size, else 8-bit 4:2:0 (unless asked for).
+
+    10-bit support differs by chip and codec (H.264 10-bit only on the newest): ask the encoder.
+    """
+    reason = nvenc_unavailable(cfg.codec, pix_fmt, width, height, opts)
+    if reason is None:
+        return pix_fmt
+    if cfg.pix_fmt is None and pix_fmt != "yuv420p":
+        if nvenc_unavailable(cfg.codec, "yuv420p", width, height, opts) is None:
+            warn(f"{cfg.codec} on this GPU cannot encode {pix_fmt} ({reason}): written as yuv420p")
+            return "yuv420p"
+    raise OutputError(
+        f"{cfg.codec} cannot encode {pix_fmt} at {width}x{height} here ({reason}); "
+        "use libx265 (10-bit) or libx264"
+    )
 
 
 @dataclass
@@ -220,14 +417,11 @@ class _Side:
     output: av.stream.Stream
     decoder: av.codec.CodecContext | None = None  # set when the stream is transcoded
     resampler: av.AudioResampler | None = None
-    packets: int = 0
 
 
 @dataclass
 class WriteStats:
     frames: int = 0
-    side_packets: dict[int, int] = field(default_factory=dict)  # source stream index -> packets
-    warnings: list[str] = field(default_factory=list)
 
 
 class VideoWriter:
@@ -240,6 +434,7 @@ class VideoWriter:
         encode: EncodeConfig,
         *,
         scale: int = 4,
+        size: tuple[int, int] | None = None,
         overwrite: bool = False,
         warn=None,
     ):
@@ -248,6 +443,8 @@ class VideoWriter:
         self.tmp = temp_path_for(self.dst)
         self.encode_config = encode
         self.scale = scale
+        # (height, width) of the frames written; default: the source's times `scale`
+        self.size = size or (info.height * scale, info.width * scale)
         self.overwrite = overwrite
         self.stats = WriteStats()
         self._warn = warn or (lambda msg: None)
@@ -262,12 +459,10 @@ class VideoWriter:
 
     # -- setup ---------------------------------------------------------------------------------
     def __enter__(self) -> VideoWriter:
-        if self.dst.exists() and not self.overwrite:
-            raise OutputError(f"{self.dst} exists; pass --overwrite to replace it")
-        if not self.dst.parent.is_dir():
-            raise OutputError(f"output folder does not exist: {self.dst.parent}")
-        if not os.access(self.dst.parent, os.W_OK | os.X_OK):
-            raise OutputError(f"output folder is not writable: {self.dst.parent}")
+        # Everything that can be known to fail is checked before the temporary file exists.
+        check_output_path(self.dst, overwrite=self.overwrite)
+        check_encode(self.encode_config, self.dst.suffix)
+        check_frame_size(self.encode_config, self.info, self.scale, self.size)
         try:
             self._lock = WriterLock(self.tmp)  # a later run must not take us for a dead writer
             self._out = av.open(str(self.tmp), "w")
@@ -284,7 +479,10 @@ class VideoWriter:
             self._open_sides()
             meta = {k: v for k, v in self.info.metadata.items() if k not in _MUXER_TAGS}
             self._out.metadata.update(meta)
-            self._out.start_encoding()
+            try:
+                self._out.start_encoding()  # opens the encoders and writes the header
+            except (av.error.FFmpegError, OSError) as e:
+                raise _write_error(self.dst, e) from None
         except BaseException:
             self._cleanup()
             raise
@@ -292,11 +490,9 @@ class VideoWriter:
 
     def _open_video(self) -> None:
         info, cfg = self.info, self.encode_config
-        check_encode(cfg, self.dst.suffix)
         rate = info.average_rate or Fraction(25)
         stream = self._out.add_stream(cfg.codec, rate=rate)
-        stream.width = info.width * self.scale
-        stream.height = info.height * self.scale
+        stream.height, stream.width = self.size
         stream.pix_fmt = choose_pix_fmt(cfg.codec, info, cfg.pix_fmt)
         depth = max(c.bits for c in av.VideoFormat(stream.pix_fmt).components)
         if depth < info.bit_depth and cfg.pix_fmt is None:
@@ -314,6 +510,10 @@ class VideoWriter:
         cc.colorspace = info.matrix
         cc.color_range = 2 if info.full_range else 1
         stream.options = encoder_options(cfg, info, stream.height)
+        if cfg.codec in NVENC:
+            stream.pix_fmt = _nvenc_pix_fmt(
+                cfg, stream.pix_fmt, stream.width, stream.height, stream.options, self._warn
+            )
         if (info.mastering_display or info.content_light) and not hdr_options(cfg.codec, info):
             self._warn(f"{cfg.codec} cannot carry the source's HDR mastering/light-level metadata")
         if info.rotation:
@@ -328,10 +528,16 @@ class VideoWriter:
             return
         self._src = av.open(str(self.info.path))
         supported = self._out.supported_codecs
+        video = self._src.streams.video[0].index
         for s in self._src.streams:
-            if s.type == "video":
-                continue
             name = s.codec_context.name if s.codec_context else "?"
+            if s.type == "video":
+                if s.index != video:
+                    self._warn(
+                        f"stream #{s.index} (a second video stream, {name}) is dropped: "
+                        f"only stream #{video} is upscaled"
+                    )
+                continue
             if s.type not in ("audio", "subtitle", "attachment"):
                 self._warn(f"stream #{s.index} ({s.type}, {name}) is not copied")
                 continue
@@ -375,7 +581,11 @@ class VideoWriter:
         frame.pts = pts
         frame.time_base = self.info.time_base
         self._mux_side_until(float(pts * self.info.time_base))
-        self._mux(self._video.encode(frame))
+        try:
+            packets = self._video.encode(frame)
+        except (av.error.FFmpegError, OSError) as e:
+            raise _write_error(self.dst, e) from None
+        self._mux(packets)
         self.stats.frames += 1
 
     def _mux(self, packets) -> None:
@@ -409,8 +619,6 @@ class VideoWriter:
                 for frame in side.decoder.decode(packet):
                     for f in side.resampler.resample(frame):
                         self._mux(side.output.encode(f))
-            side.packets += 1
-            self.stats.side_packets[side.source.index] = side.packets
 
     # -- finishing -----------------------------------------------------------------------------
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -505,11 +713,17 @@ def _write_error(dst: Path, e: BaseException) -> OutputError:
 __all__ = [
     "CODECS",
     "CONTAINERS",
+    "NVENC",
     "RANGE_NAMES",
     "TEMP_MARKER",
     "VideoWriter",
     "check_encode",
+    "check_frame_size",
+    "check_output_path",
     "choose_pix_fmt",
     "encoder_options",
+    "nvenc_options",
+    "nvenc_unavailable",
+    "resolve_codec",
     "temp_path_for",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -93,10 +95,7 @@ def _bit_depth(pix_fmt: str) -> int:
 def probe(path: str | Path) -> VideoInfo:
     """Open `path` and describe its first video stream; InputError when that is not possible."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"no such file: {path}")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a video file")
+    _check_file(path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -151,6 +150,33 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputError(f"{path} is not a readable video ({_reason(e)})") from None
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read {path}: {e}") from None
+
+
+def _check_file(path: Path) -> None:
+    """InputError unless `path` is a regular file: opening a FIFO waits for a writer, a device
+    reads without end."""
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a video file")
+    kind = _special_kind(path)
+    if kind:
+        raise InputError(f"{path} is a {kind}, not a regular file; vidsr reads video files")
+
+
+def _special_kind(path: Path) -> str | None:
+    """What a non-regular file is (FIFO, device, socket); None for a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # probing reports what is wrong with it
+    kinds = {
+        stat.S_ISFIFO: "FIFO (named pipe)",
+        stat.S_ISCHR: "character device",
+        stat.S_ISBLK: "block device",
+        stat.S_ISSOCK: "socket",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), None)
 
 
 def _first_frame(container, stream):

@@ -94,7 +94,7 @@ class SegmentEncoder(VideoWriter):
         folder: Path,
         encode: EncodeConfig,
         *,
-        scale: int,
+        size: tuple[int, int],
         suffix: str,
         frames_per_segment: int,
         next_index: int,
@@ -109,7 +109,7 @@ class SegmentEncoder(VideoWriter):
             replace(info, other_streams=()),
             self.folder / segment_name(next_index, suffix),
             encode,
-            scale=scale,
+            size=size,
             overwrite=True,
             warn=warn,
         )
@@ -218,12 +218,12 @@ class SegmentMuxer(VideoWriter):
         encode: EncodeConfig,
         segments: list[Path],
         *,
-        scale: int,
+        size: tuple[int, int],
         overwrite: bool = False,
         window: Window | None = None,
         warn=None,
     ):
-        super().__init__(info, dst, encode, scale=scale, overwrite=overwrite, warn=warn)
+        super().__init__(info, dst, encode, size=size, overwrite=overwrite, warn=warn)
         if not segments:
             raise ValueError("no segments to join")
         self.segments = list(segments)

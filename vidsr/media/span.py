@@ -107,6 +107,17 @@ class SpanReader:
     def corrupt_frames(self) -> int:
         return self._reader.corrupt_frames if self._reader is not None else 0
 
+    def damage_summary(self) -> str | None:
+        """The damaged frames of this read. Not truncation: a span or a resumed run reads part
+        of the file, fewer frames than the header announces, by design."""
+        damaged = self.repeated_frames + self.corrupt_frames
+        if not damaged:
+            return None
+        return (
+            f"the source is damaged: {damaged} frame(s) damaged "
+            f"({self.repeated_frames} repeat the last good frame)"
+        )
+
     def __enter__(self) -> SpanReader:
         return self
 

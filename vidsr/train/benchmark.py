@@ -2,13 +2,15 @@
 
 A folder holds `NAME_HR.png` + `NAME_LR.png` pairs, or HR images alone; a missing LR is made with
 the MATLAB-compatible imresize, the way the distributed LR files were made. HR is mod-cropped to
-`scale` first so that SR and HR line up pixel for pixel.
+`scale` first so that SR and HR line up pixel for pixel. `degrade_pairs` damages the LR (the
+distributed file or ours) the way `vidsr eval --degrade SPEC` asks.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from ..engine import Engine
 from ..errors import InputError
 from ..imresize import imresize, mod_crop
 from ..metrics import Score, mean_score, score_y
+from .degrade import name_seed
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -37,7 +40,11 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.array(im.convert("RGB"))  # a writable copy: torch.from_numpy wants one
 
 
-def load_benchmark(folder: Path, *, scale: int = 4) -> list[BenchmarkPair]:
+def load_benchmark(
+    folder: Path, *, scale: int = 4, notes: list[str] | None = None
+) -> list[BenchmarkPair]:
+    """The folder's (HR, LR) pairs at `scale`. An `NAME_LR` file made for another scale (Set5's
+    x4 files and a 2x model) is not used: that LR is made from the HR, and `notes` says so."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"benchmark folder not found: {folder}")
@@ -47,24 +54,42 @@ def load_benchmark(folder: Path, *, scale: int = 4) -> list[BenchmarkPair]:
         hr_files = [p for p in files if not p.stem.upper().endswith("_LR")]
     if not hr_files:
         raise InputError(f"no images in {folder} (expected NAME_HR.png [+ NAME_LR.png] files)")
-    pairs = []
+    pairs, made = [], 0
     for hr_path in hr_files:
         hr = read_rgb(hr_path)
         stem = hr_path.stem[:-3] if hr_path.stem.upper().endswith("_HR") else hr_path.stem
-        lr_path = next(
-            (p for p in files if p.stem.upper() == f"{stem}_LR".upper()),
-            None,
-        )
-        if lr_path is not None:
-            lr = read_rgb(lr_path)
+        lr_path = next((p for p in files if p.stem.upper() == f"{stem}_LR".upper()), None)
+        lr = read_rgb(lr_path) if lr_path is not None else None
+        if lr is not None and _fits(hr, lr, scale):
             hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
         else:
+            made += lr is not None
             hr = mod_crop(hr, scale)
             lr = imresize(hr, 1 / scale)
-        if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-            raise InputError(f"{hr_path.name}: HR {hr.shape[:2]} is not {scale}x LR {lr.shape[:2]}")
         pairs.append(BenchmarkPair(stem, hr, lr))
+    if made and notes is not None:
+        notes.append(
+            f"the LR files in {folder.name} are not x{scale}: the x{scale} LR of {made} image(s) "
+            "was made from the HR (MATLAB-compatible bicubic, as the benchmarks were)"
+        )
     return pairs
+
+
+def _fits(hr: np.ndarray, lr: np.ndarray, scale: int) -> bool:
+    """An LR file made for `scale`: HR is its size times scale, up to the mod-crop remainder."""
+    pairs = zip(hr.shape[:2], lr.shape[:2], strict=True)
+    return all(0 <= h - lo * scale < scale for h, lo in pairs)
+
+
+def degrade_pairs(
+    pairs: list[BenchmarkPair], degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+) -> list[BenchmarkPair]:
+    """Every LR through `degrade`, with a generator seeded from the image's name: the same
+    image gets the same damage on every run, whatever else is in the folder."""
+    return [
+        dataclasses.replace(p, lr=degrade(p.lr, np.random.default_rng(name_seed(p.name))))
+        for p in pairs
+    ]
 
 
 def inference_engine(model: nn.Module, *, device: str = "cpu", precision: str = "fp32") -> Engine:
@@ -81,4 +106,11 @@ def score_pairs(
         yield pair, sr, score_y(sr, pair.hr, border=border)
 
 
-__all__ = ["BenchmarkPair", "inference_engine", "load_benchmark", "mean_score", "score_pairs"]
+__all__ = [
+    "BenchmarkPair",
+    "degrade_pairs",
+    "inference_engine",
+    "load_benchmark",
+    "mean_score",
+    "score_pairs",
+]

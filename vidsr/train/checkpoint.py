@@ -1,23 +1,25 @@
 """Training checkpoints: a dict of state_dicts + config + step + format version, written atomically.
 
 Only plain types and tensors go in, so `torch.load(..., weights_only=True)` reads it back, and
-vidsr.weights.load_generator takes it directly (it prefers "ema", then "generator", and builds
+vidsr.weights reads it like any weights file (it prefers "ema", then "generator", and builds
 the network from "arch").
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..errors import VidsrError
-
-FORMAT = "vidsr-checkpoint"
-FORMAT_VERSION = 1
+from ..atomic import save_torch
+from ..errors import WeightsError
+from ..weights import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    LoadedWeights,
+    check_state,
+    read_weights,
+)
 
 
 def plain(value: Any) -> Any:
@@ -35,23 +37,22 @@ def plain(value: Any) -> Any:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write beside the target and rename: a crash mid-write never leaves a torn last.pt."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_torch({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **state}, path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a torn or foreign file is the same user error
-        raise VidsrError(f"cannot read checkpoint {path}: {type(e).__name__}") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise VidsrError(f"{path} is not a vidsr training checkpoint")
-    if obj.get("format_version", 0) > FORMAT_VERSION:
-        raise VidsrError(f"{path} was written by a newer vidsr (format {obj['format_version']})")
-    return obj
+def load_checkpoint(path: Path) -> LoadedWeights:
+    """A checkpoint to resume from: read and checked like any weights file, and complete."""
+    loaded = read_weights(path)
+    ckpt = loaded.checkpoint
+    if ckpt is None or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path} is not a vidsr training checkpoint")
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise WeightsError(f"{path} was written by a newer vidsr (format {version!r})")
+    for key in ("generator", "ema"):
+        check_state(ckpt.get(key), f"{path} ({key} weights)")
+    if type(ckpt.get("step")) is not int or ckpt["step"] < 0:
+        raise WeightsError(f"{path}: its step is {ckpt.get('step')!r}, not a count")
+    if ckpt.get("config") is not None and not isinstance(ckpt["config"], dict):
+        raise WeightsError(f"{path}: its config is a {type(ckpt['config']).__name__}, not a table")
+    return loaded

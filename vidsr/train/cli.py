@@ -17,9 +17,9 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.command()
 @click.option(
     "--recipe",
-    default="srresnet",
-    show_default=True,
-    help="srresnet, srgan, finetune, or a TOML file of TrainConfig keys.",
+    default=None,
+    help="srresnet, srgan, finetune, fast, or a TOML file of TrainConfig keys.  [default: "
+    "srresnet; with --resume: the run's stored config]",
 )
 @click.option(
     "--data", "data", multiple=True, type=_dir, help="Image folder, read recursively (repeatable)."
@@ -46,7 +46,14 @@ _file = click.Path(path_type=Path, dir_okay=False)
     type=_file,
     help="Start from these generator weights (state_dict, checkpoint, or 'shipped').",
 )
-@click.option("--resume", is_flag=True, default=None, help="Continue OUT/last.pt from its step.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    default=None,
+    help="Continue OUT/last.pt from its step, with the config the run stored; flags given again "
+    "may change steps, lr, schedule, how often to validate/checkpoint/sample (not the model, crop, "
+    "batch size or losses).",
+)
 @click.option("--val", type=_dir, help="Benchmark folder (Set5 layout) for PSNR-Y/SSIM-Y.")
 @click.option("--val-every", type=int, help="Validate every N steps.")
 @click.option("--ckpt-every", type=int, help="Write OUT/last.pt every N steps.")
@@ -79,7 +86,11 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.option(
     "--grid-weight", type=click.FloatRange(min=0), help="Weight of the sub-pixel grid penalty."
 )
-@click.option("--degrade", type=click.Choice(["none", "video"]), help="LR degradations.")
+@click.option(
+    "--degrade",
+    type=click.Choice(["none", "video", "real"]),
+    help="LR degradations (real: the Real-ESRGAN-style chain).",
+)
 @click.option("--hr-downscale", type=int, help="Shrink source images by this factor first.")
 @click.option("--frames-per-video", type=int, help="Frames sampled from each video at most.")
 @click.option(
@@ -96,19 +107,29 @@ def train(recipe, **flags):
     from rich.console import Console
 
     from .loop import train as run_train
-    from .recipe import build_config
+    from .recipe import DEFAULT_RECIPE, build_config, resume_config
 
+    console = Console(stderr=True)
     for key in ("data", "video"):
         flags[key] = flags[key] or None  # an empty tuple means "not given": keep the recipe's
-    config = build_config(recipe, **flags)
-    run_train(config, console=Console(stderr=True))
+    if flags["resume"]:
+        config = resume_config(flags["out"], recipe, flags, say=console.print)
+    else:
+        config = build_config(recipe or DEFAULT_RECIPE, **flags)
+    run_train(config, console=console)
 
 
 @click.command(name="eval")
 @click.option(
-    "--model", default="srresnet", show_default=True, help="srresnet, srgan, fast or bicubic."
+    "--model",
+    default=None,
+    help="srresnet, srgan, fast or bicubic.  [default: srresnet; with --weights: the file's]",
 )
-@click.option("--weights", type=_file, help="A state_dict or `vidsr train` checkpoint.")
+@click.option(
+    "--weights",
+    type=_file,
+    help="A `vidsr train` checkpoint or export, or a community model file (any architecture).",
+)
 @click.option(
     "--data",
     type=_dir,
@@ -121,23 +142,58 @@ def train(recipe, **flags):
 )
 @click.option("--shave", default=4, show_default=True, help="Border pixels left out of the scores.")
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON line: psnr_y, ssim_y, images."
+    "--degrade",
+    metavar="SPEC",
+    help="Damage the LR before scoring: a mix (web, legacy) or a comma-list of steps (below).",
 )
-def evaluate(model, weights, data, device, precision, shave, as_json):
-    """PSNR and SSIM on the Y channel (BT.601) of a model on a benchmark folder."""
-    from rich.console import Console
-    from rich.table import Table
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON line: psnr_y, ssim_y, grid_index, ..., images, degrade.",
+)
+def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
+    """PSNR and SSIM on the Y channel (BT.601) of a model on a benchmark folder.
 
+    With --degrade SPEC the LR (the folder's NAME_LR file, else bicubic from the HR) is damaged
+    first, with a generator seeded by each image's name, so a run gives the same numbers every
+    time. SPEC is a comma-list of steps applied in order:
+
+    \b
+      x264:crf=N  x265:crf=N        H.264 / HEVC at a constant rate factor
+      mpeg4:q=N   msmpeg4v2:q=N     MPEG-4 Part 2 / MS-MPEG4v2 at a fixed quantiser (qscale)
+      mpeg2:q=N                     MPEG-2 (mpeg2video) at a fixed quantiser
+      jpeg:q=N                      JPEG quality N
+      noise:SIGMA                   Gaussian noise, SIGMA grey levels
+      blur:SIGMA                    Gaussian blur, SIGMA LR pixels
+
+    A codec step codes a 3-frame, 1-pixel pan that ends on the image, so the image is decoded as
+    an inter-coded frame, as in real video; add :intra to code it alone. Any value may be a
+    range A-B, drawn per image from its seed. Named mixes:
+
+    \b
+      web     x264:crf=30 (with the pan): streamed and uploaded video
+      legacy  noise:2,mpeg4:q=6-8 (with the pan): camcorder and early web MPEG-4
+    """
     from ..engine import Engine
-    from ..weights import load_generator
-    from .benchmark import load_benchmark, mean_score, score_pairs
+    from ..weights import load_network
+    from .benchmark import degrade_pairs, load_benchmark, mean_score, score_pairs
+    from .degrade import parse_spec
 
-    net, _ = load_generator(model, weights)
+    spec = parse_spec(degrade) if degrade is not None else None  # before the slow part
+    model = model or ("auto" if weights is not None else "srresnet")
+    net, _ = load_network(model, weights)
     engine = Engine(net, device=device, precision=precision)
     scale = engine.scale
-    pairs = load_benchmark(data, scale=scale)
+    notes: list[str] = []
+    pairs = load_benchmark(data, scale=scale, notes=notes)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if spec is not None:
+        pairs = degrade_pairs(pairs, spec)
     rows = [(pair.name, score) for pair, _, score in score_pairs(engine, pairs, border=shave)]
     mean = mean_score([s for _, s in rows])
+    applied = str(spec) if spec is not None else "none"
     if as_json:
         click.echo(json.dumps({
             "psnr_y": round(mean.psnr_y, 4),
@@ -146,39 +202,76 @@ def evaluate(model, weights, data, device, precision, shave, as_json):
             "detail": round(mean.detail, 4),
             "colour_shift_rgb": [round(c, 3) for c in mean.colour],
             "images": len(rows),
+            "degrade": applied,
         }))  # fmt: skip
         return
-    table = Table(title=f"{model} x{scale} on {data.name} (Y channel, {shave} px shaved)")
-    table.add_column("image")
-    table.add_column("PSNR-Y (dB)", justify="right")
-    table.add_column("SSIM-Y", justify="right")
-    table.add_column("grid index", justify="right")
-    table.add_column("detail", justify="right")
-    for name, score in rows:
+    shown = Path(weights).name if model == "auto" else model
+    lr = f", LR degraded: {applied}" if spec is not None else ""
+    _print_table(rows, mean, f"{shown} x{scale} on {data.name} (Y channel, {shave} px shaved{lr})")
+
+
+def _print_table(rows, mean, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("image", "PSNR-Y (dB)", "SSIM-Y", "grid index", "detail"):
+        table.add_column(name, justify="left" if name == "image" else "right")
+    for name, score in [*rows, ("mean", mean)]:
+        if name == "mean":
+            table.add_section()
         table.add_row(
-            name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}",
-            f"{score.grid_index:.3f}", f"{score.detail:.2f}",
+            name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}", f"{score.grid_index:.3f}",
+            f"{score.detail:.2f}", style="bold" if name == "mean" else None,
         )  # fmt: skip
-    table.add_section()
-    table.add_row(
-        "mean", f"{mean.psnr_y:.2f}", f"{mean.ssim_y:.4f}",
-        f"{mean.grid_index:.3f}", f"{mean.detail:.2f}", style="bold",
-    )  # fmt: skip
     Console().print(table)
 
 
 @click.command(name="export")
-@click.argument("checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("checkpoint", metavar="CKPT_OR_MODEL")
 @click.option(
-    "--model", required=True, help="Registry name the weights are for: srresnet, srgan or fast."
+    "--model",
+    default=None,
+    help="Registry name the weights are for: srresnet, srgan or fast "
+    "(implied where CKPT_OR_MODEL is one of them: its shipped weights, --onnx only).",
 )
-@click.option("-o", "--out", type=_file, required=True, help="The fp16 state_dict file to write.")
+@click.option(
+    "-o",
+    "--out",
+    type=_file,
+    required=True,
+    help="The file to write: the fp16 state_dict, or the .onnx graph with --onnx.",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def export(checkpoint, model, out, force):
-    """Write a checkpoint's EMA weights as a small fp16 state_dict (as the shipped ones)."""
+@click.option(
+    "--onnx",
+    "as_onnx",
+    is_flag=True,
+    help="Write an ONNX graph (RGB in [0, 1], NCHW, dynamic batch/height/width, BatchNorm "
+    "folded) for ONNX Runtime, TensorRT or vs-mlrt.",
+)
+@click.option("--fp16", is_flag=True, help="With --onnx: fp16 weights, input and output.")
+def export(checkpoint, model, out, force, as_onnx, fp16):
+    """Write a checkpoint's EMA weights as a small fp16 state_dict (as the shipped ones), or any
+    built-in model's weights as an ONNX graph (--onnx).
+    """
+    if as_onnx:
+        from ..onnx_export import export_onnx
+
+        done = export_onnx(checkpoint, out, model=model, fp16=fp16, force=force)
+        click.echo(
+            f"wrote {done.path} ({done.size / 1e6:.2f} MB, {done.model} with {done.weights} "
+            f"weights, {'fp16' if done.fp16 else 'fp32'}, opset {done.opset})"
+        )
+        click.echo(f"sha256 {done.sha256}")
+        return
+    if fp16:
+        raise click.UsageError("--fp16 goes with --onnx (the state_dict is always fp16)")
+    if model is None:
+        raise click.UsageError("--model is required: srresnet, srgan or fast")
     from .export import export_weights
 
-    done = export_weights(checkpoint, model, out, force=force)
+    done = export_weights(Path(checkpoint), model, out, force=force)
     click.echo(
         f"wrote {done.path} ({done.size / 1e6:.2f} MB, {done.tensors} tensors, "
         f"worst fp16 rounding {done.max_rel_change:.1e} of a tensor's range)"

@@ -34,12 +34,14 @@ class ScanReport:
     images: list[Path] = field(default_factory=list)
     too_small: list[Path] = field(default_factory=list)
     unreadable: list[Path] = field(default_factory=list)
+    warned: list[Path] = field(default_factory=list)  # usable, but the decoder warned (EXIF ...)
 
     def summary(self) -> str:
-        return (
+        line = (
             f"{len(self.images)} images usable, {len(self.too_small)} too small, "
             f"{len(self.unreadable)} unreadable"
         )
+        return line + (f", {len(self.warned)} with decoder warnings" if self.warned else "")
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -51,28 +53,51 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
 
 
+def _decoded_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image whose data decodes to the end; raises otherwise.
+
+    A JPEG with a valid header and truncated data passes verify(), so JPEGs are decoded, in draft
+    mode (libjpeg's DCT scaling: every byte is still read, an eighth of the pixels made). PNG's
+    verify() checks every chunk's CRC, which catches truncation without decoding. PIL's
+    LOAD_TRUNCATED_IMAGES stays off (its default): a truncated file raises instead of padding.
+    """
+    with Image.open(path) as im:
+        size = im.size
+        if im.format == "PNG":
+            im.verify()
+            return size
+        if im.format == "JPEG":
+            im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+        im.load()
+    return size
+
+
 def scan_images(folders: list[Path], *, min_size: int) -> ScanReport:
     """Every image under `folders` (recursively) whose shorter side is at least `min_size`.
 
-    Only the header is read here; `verify()` catches truncated files cheaply for PNG and the like.
+    Decoder warnings are counted in the report (ScanReport.warned), not printed one by one.
     """
     report = ScanReport()
     for folder in folders:
         for path in _files(folder, IMAGE_SUFFIXES):
-            try:
-                with Image.open(path) as im:
-                    w, h = im.size
-                    im.verify()
-            except Exception:  # noqa: BLE001 - any file PIL cannot parse is skipped and counted
-                report.unreadable.append(path)
-                continue
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    w, h = _decoded_size(path)
+                except Exception:  # noqa: BLE001 - any file PIL cannot decode is skipped, counted
+                    report.unreadable.append(path)
+                    continue
+            if caught:
+                report.warned.append(path)
             (report.images if min(w, h) >= min_size else report.too_small).append(path)
     return report
 
 
 def read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the scan counted them; once per file is enough
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
 
 
 # -- video frames -------------------------------------------------------------------------------
@@ -316,6 +341,9 @@ class PairDataset(Dataset):
         index, position = item if isinstance(item, tuple) else (item, item)
         rng = np.random.default_rng([self.seed, position])
         hr = self._load(index, rng)
+        # Flips and turns stay numpy rather than torchvision.transforms.v2: v2 draws from torch's
+        # global RNG, and every choice here must come from this sample's own generator so that
+        # step N gets the same data after a --resume and with any worker count.
         if self.augment:
             if rng.random() < 0.5:
                 hr = hr[:, ::-1]
@@ -323,9 +351,12 @@ class PairDataset(Dataset):
                 hr = hr[::-1]
             hr = np.rot90(hr, int(rng.integers(4)))
         hr = np.ascontiguousarray(hr)
-        lr = imresize(hr, 1 / self.scale)
-        if self.degrade is not None:
-            lr = self.degrade(lr, rng)
+        if hasattr(self.degrade, "from_hr"):  # a chain that makes the LR itself (--degrade real)
+            lr = self.degrade.from_hr(hr, self.scale, rng)
+        else:
+            lr = imresize(hr, 1 / self.scale)
+            if self.degrade is not None:
+                lr = self.degrade(lr, rng)
         to_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)  # noqa: E731
         return to_chw(lr), to_chw(hr)
 

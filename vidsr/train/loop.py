@@ -1,4 +1,11 @@
-"""The training loop: SRResNet (pixel MSE) or SRGAN (VGG content + adversarial), one code path.
+"""The training loop: SRResNet (pixel loss) or SRGAN (VGG content + adversarial), one code path.
+
+A run, in the order the functions below follow: `_open_run` finds the checkpoint to resume and
+checks the config against the one it stored; `_load_init` reads the weights a new run starts from;
+`_scan_data` finds the training images; `_build` makes the networks, optimisers and EMA (one
+TrainState). Each step is `_discriminator_step`, then `_generator_step` over the generator's loss
+terms (pixel, grid, content, adversarial); every so often `_validate`, `_write_samples` and
+`_write_checkpoint`.
 
 AMP and DDP are objects that may be no-ops (nanoGPT's habit): `autocast` is a nullcontext in fp32,
 the GradScaler is disabled unless fp16, and `g_train` is the bare model unless torchrun started us.
@@ -13,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,27 +32,27 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from .. import weights as weights_mod
+from ..atomic import atomic_path, write_text
 from ..config import TrainConfig
 from ..engine import cpu_has_fast_bf16, resolve_device
-from ..errors import InputError, VidsrError
+from ..errors import InputError, VidsrError, WeightsError
 from ..models import MODELS, build_discriminator, build_model
-from ..weights import split_checkpoint
+from ..weights import LoadedWeights, check_arch, fit_state
 from .benchmark import inference_engine, load_benchmark, mean_score, score_pairs
 from .checkpoint import load_checkpoint, plain, save_checkpoint
 from .data import PairDataset, StepSampler, extract_frames, min_image_size, scan_images
 from .degrade import build_degradation
 from .ema import ModelEma
 from .losses import (
-    GAN_LOSSES,
-    PIXEL_LOSSES,
     ContentLoss,
     discriminator_loss,
     generator_adversarial,
     grid_loss,
+    lowpass_loss,
     pixel_loss,
 )
-from .plots import sample_grid, stack_panels, to_uint8, write_curves
-from .vgg import load_vgg
+from .plots import curves_image, sample_grid, stack_panels, to_uint8
+from .recipe import CONFIG_FILE, config_toml, make_config, resume_changes, stored_values
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -85,8 +92,6 @@ def resolve_train_precision(precision: str, device: torch.device) -> str:
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_has_fast_bf16() else "fp32"
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise VidsrError(f"unknown precision {precision!r}; choose from auto, fp32, bf16, fp16")
     if precision == "fp16" and device.type != "cuda":
         raise VidsrError("fp16 training needs a CUDA device; use bf16 or fp32 on the CPU")
     return precision
@@ -141,33 +146,29 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def _load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    path = cfg.init
-    what = f"--init weights {path}"
-    shipped = path is not None and str(path) == "shipped"
-    if shipped or (path is None and cfg.needs_init):
-        source = cfg.init_from or cfg.model
-        record = weights_mod.SHIPPED.get(source)
-        if record is None or not record.path.is_file():
-            if shipped:
-                raise VidsrError(f"--init shipped: no {source} weights ship with vidsr")
-            raise VidsrError(
-                f"this recipe starts from trained {source} weights and none ship yet: "
-                f"pass --init FILE (e.g. the last.pt of a `vidsr train --recipe {source}` run)"
-            )
-        path, what = record.path, f"the shipped {source} weights {record.path}"
-        if weights_mod.sha256_of(path) != record.sha256:
-            raise VidsrError(f"{what} are damaged (sha256 mismatch): reinstall vidsr")
-    if path is None:
-        return None
-    if not Path(path).is_file():
-        raise VidsrError(f"--init file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise VidsrError(f"cannot read {what}: {type(e).__name__}") from None
-    state, arch = split_checkpoint(obj)
-    return {k.removeprefix("module."): v for k, v in state.items()}, arch
+@dataclass
+class TrainState:
+    """Everything the steps read or change: the networks, their optimisers and the step count."""
+
+    cfg: TrainConfig
+    dd: Dist
+    device: torch.device
+    autocast: AbstractContextManager
+    arch: dict[str, Any]
+    g: nn.Module
+    g_train: nn.Module  # g, or g under DDP
+    ema: ModelEma
+    opt_g: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    d: nn.Module | None = None  # only when the adversarial weight is > 0
+    d_train: nn.Module | None = None
+    opt_d: torch.optim.Optimizer | None = None
+    content: ContentLoss | None = None  # only when the content weight is > 0
+    step: int = 0
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.cfg.out / "last.pt"
 
 
 class Run:
@@ -182,9 +183,8 @@ class Run:
             return
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         if self.log_path.exists():  # drop what a killed run logged past its last checkpoint
-            rows = [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
-            self.history = [r for r in rows if r["step"] <= start_step]
-            self.log_path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            self.history = [r for r in _log_rows(self.log_path) if r["step"] <= start_step]
+            write_text(self.log_path, "".join(json.dumps(r) + "\n" for r in self.history))
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -207,29 +207,37 @@ class Run:
     def curves(self) -> None:
         if not self.main or not self.history:
             return
+        h = self.history
         loss_keys = tuple(
             k
-            for k in ("loss_g", "loss_d", "pixel", "content", "adv", "grid")
-            if any(k in r for r in self.history)
+            for k in ("loss_g", "loss_d", "pixel", "content", "adv", "grid", "lowpass")
+            if any(k in r for r in h)
         )
-        a, b = self.out / ".loss.png", self.out / ".psnr.png"
-        write_curves(a, self.history, keys=loss_keys, title="training loss", log_y=True)
-        panels = [a]
-        if any("val_psnr_y" in r for r in self.history):
-            write_curves(b, self.history, keys=("val_psnr_y",), title="validation PSNR-Y (dB)")
-            panels.append(b)
-        if "adv" in loss_keys and any("val_grid" in r for r in self.history):
-            c = self.out / ".grid.png"
-            write_curves(c, self.history, keys=("val_grid", "val_detail"),
-                         title="validation grid index and detail")  # fmt: skip
-            panels.append(c)
-        stack_panels(panels, self.out / "curves.png")
-        for p in panels:
-            p.unlink()
+        panels = [curves_image(h, keys=loss_keys, title="training loss", log_y=True)]
+        if any("val_psnr_y" in r for r in h):
+            panels.append(curves_image(h, keys=("val_psnr_y",), title="validation PSNR-Y (dB)"))
+        if "adv" in loss_keys and any("val_grid" in r for r in h):
+            panels.append(curves_image(h, keys=("val_grid", "val_detail"),
+                                       title="validation grid index and detail"))  # fmt: skip
+        with atomic_path(self.out / "curves.png") as tmp:
+            stack_panels(panels).save(tmp)
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _log_rows(path: Path) -> list[dict[str, Any]]:
+    """log.jsonl's rows; a line torn by a kill mid-write is dropped, not fatal."""
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
 
 
 def train(cfg: TrainConfig, *, console=None) -> dict[str, Any]:
@@ -248,294 +256,384 @@ def _say(dd: Dist, console, msg: str) -> None:
 
 
 def _train(cfg: TrainConfig, dd: Dist, console) -> dict[str, Any]:
-    out = cfg.out
-    ckpt_path = out / "last.pt"
+    say = lambda msg: _say(dd, console, msg)  # noqa: E731
+    # Everything a flag or a file can get wrong fails here, before any data work.
+    resumed = _open_run(cfg, say)
+    device, precision = _device(cfg, dd)
+    torch.manual_seed(cfg.seed)
+    init = None if resumed else _load_init(cfg)
+    content = _content_loss(cfg)
+    degrade = _degradation(cfg)
+    st = _build(cfg, dd, device, precision, resumed, init, content)
+    files = _scan_data(cfg, dd, say)
+    loader = _loader(st, files, degrade)
+    val_pairs = load_benchmark(cfg.val, scale=int(st.arch["scale"])) if cfg.val and dd.main else []
+    if dd.main:
+        write_text(cfg.out / CONFIG_FILE, config_toml(cfg))
+    return _run(st, loader, val_pairs, say, console)
+
+
+def _open_run(cfg: TrainConfig, say) -> LoadedWeights | None:
+    """The checkpoint a --resume continues (its stored config checked against `cfg`), or None."""
+    ckpt_path = cfg.out / "last.pt"
     if ckpt_path.exists() and not cfg.resume:
         raise VidsrError(
             f"{ckpt_path} exists: pass --resume to continue it, or choose another --out"
         )
-    resumed = load_checkpoint(ckpt_path) if cfg.resume and ckpt_path.exists() else None
-    if cfg.resume and resumed is None:
-        _say(dd, console, f"no checkpoint in {out}: starting at step 0")
-    start = int(resumed["step"]) if resumed else 0
+    if not cfg.resume:
+        return None
+    if not ckpt_path.exists():
+        say(f"no checkpoint in {cfg.out}: starting at step 0")
+        return None
+    resumed = load_checkpoint(ckpt_path)
+    stored = resumed.checkpoint.get("config")
+    if stored is not None:  # older checkpoints did not store one: flags and recipe, as before
+        for line in resume_changes(make_config(stored_values(stored, lambda _: None)), cfg):
+            say(line)
+    return resumed
 
+
+def _device(cfg: TrainConfig, dd: Dist) -> tuple[torch.device, str]:
     device = resolve_device(cfg.device)
     if dd.enabled and device.type == "cuda":
         device = torch.device("cuda", dd.local_rank)
         torch.cuda.set_device(device)
-    precision = resolve_train_precision(cfg.precision, device)
-    autocast = (
-        torch.autocast(device.type, dtype=_DTYPES[precision])
-        if precision != "fp32"
-        else nullcontext()
-    )
-    torch.manual_seed(cfg.seed)
+    return device, resolve_train_precision(cfg.precision, device)
 
-    # Everything a flag can get wrong fails here, before any data work.
-    init = None if resumed else _load_init(cfg)
-    weights = {"pixel": cfg.pixel_weight, "content": cfg.content_weight}
-    weights["adversarial"] = cfg.adversarial_weight
-    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+
+def _load_init(cfg: TrainConfig) -> LoadedWeights | None:
+    """The weights a new run starts from: --init FILE, --init shipped, or the recipe's init_from."""
+    shipped = cfg.init is not None and str(cfg.init) == "shipped"
+    if not shipped and not (cfg.init is None and cfg.needs_init):
+        return weights_mod.read_weights(cfg.init) if cfg.init is not None else None
+    source = cfg.init_from or cfg.model
+    record = weights_mod.SHIPPED.get(source)
+    if record is None or not record.path.is_file():
+        if shipped:
+            raise VidsrError(f"--init shipped: no {source} weights ship with vidsr")
         raise VidsrError(
-            "loss weights must be >= 0 and at least one > 0 (--pixel-weight, --content-weight, "
-            f"--adversarial-weight); got {', '.join(f'{k} {w:g}' for k, w in weights.items())}"
+            f"this recipe starts from trained {source} weights and none ship yet: "
+            f"pass --init FILE (e.g. the last.pt of a `vidsr train --recipe {source}` run)"
         )
-    for key, allowed in (
-        ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES), ("lr_schedule", ("step", "cosine"))
-    ):  # fmt: skip
-        if getattr(cfg, key) not in allowed:
-            raise VidsrError(f"{key} {getattr(cfg, key)!r}: choose from {', '.join(allowed)}")
-    vgg = None
-    if cfg.content_weight > 0:
-        vgg = load_vgg(cfg.vgg, cfg.vgg_weights, before_relu=cfg.vgg_before_relu)
+    return weights_mod.read_shipped(source)
 
-    # -- data
+
+def _content_loss(cfg: TrainConfig) -> ContentLoss | None:
+    if cfg.content_weight <= 0:
+        return None
+    from .vgg import load_vgg  # torchvision's VGG: only for runs that use it
+
+    return ContentLoss(load_vgg(cfg.vgg, cfg.vgg_weights, before_relu=cfg.vgg_before_relu))
+
+
+def _degradation(cfg: TrainConfig):
+    try:
+        return build_degradation(cfg.degrade)
+    except ValueError as e:
+        raise VidsrError(f"train: {e}") from None
+
+
+def _scan_data(cfg: TrainConfig, dd: Dist, say) -> list[Path]:
+    """The usable training images: the --data folders' and frames sampled from --video."""
     if not cfg.data and not cfg.video:
         raise InputError("no training data: pass --data DIR (images) and/or --video DIR (footage)")
-    report = scan_images(list(cfg.data), min_size=min_image_size(cfg.crop, cfg.hr_downscale))
+    min_size = min_image_size(cfg.crop, cfg.hr_downscale)
+    report = scan_images(list(cfg.data), min_size=min_size)
     files = list(report.images)
     if cfg.video:
-        cache = cfg.frame_cache or out / "frames"
-        if dd.main:  # rank 0 decodes; the others find the cache complete after the barrier
-            frames, failed = extract_frames(
-                list(cfg.video), cache, cap=cfg.frames_per_video, min_lines=cfg.min_video_lines
-            )
-        dd.barrier()
-        if not dd.main:
-            frames, failed = extract_frames(
-                list(cfg.video), cache, cap=cfg.frames_per_video, min_lines=cfg.min_video_lines
-            )
-        frame_report = scan_images(frames, min_size=min_image_size(cfg.crop, cfg.hr_downscale))
-        files += frame_report.images
-        _say(dd, console, f"video: {len(frames)} frames sampled, {len(failed)} videos unreadable")
-    _say(dd, console, f"data: {report.summary()}")
+        frames, failed = _video_frames(cfg, dd)
+        files += scan_images(frames, min_size=min_size).images
+        say(f"video: {len(frames)} frames sampled, {len(failed)} videos unreadable")
+    say(f"data: {report.summary()}")
     if not files:
         raise InputError(f"no usable training images ({report.summary()}; crop {cfg.crop})")
+    return files
 
-    # -- networks
+
+def _video_frames(cfg: TrainConfig, dd: Dist) -> tuple[list[Path], list[Path]]:
+    cache = cfg.frame_cache or cfg.out / "frames"
+
+    def extract():
+        return extract_frames(
+            list(cfg.video), cache, cap=cfg.frames_per_video, min_lines=cfg.min_video_lines
+        )
+
+    if dd.main:  # rank 0 decodes; the others find the cache complete after the barrier
+        found = extract()
+    dd.barrier()
+    return found if dd.main else extract()
+
+
+def _build(cfg, dd, device, precision, resumed, init, content) -> TrainState:
+    """The networks, optimisers and EMA of a run: fresh, from `init`, or as `resumed` left them."""
     arch = {**MODELS[cfg.model].arch, **cfg.arch}
-    if resumed:
-        arch = dict(resumed["arch"])
-    elif init is not None:
-        arch = {**arch, **init[1]}
-    scale = int(arch.get("scale", 4))
+    if resumed is not None or init is not None:
+        arch.update((resumed or init).arch)  # a checkpoint stores the whole architecture
+    arch = check_arch(arch, f"the {cfg.model} run")
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     g = build_model(cfg.model, **arch)
     if init is not None:
-        try:
-            g.load_state_dict(init[0])
-        except RuntimeError as e:
-            raise VidsrError(
-                f"the init weights do not fit {cfg.model} {arch}: {str(e).splitlines()[0]}"
-            ) from None
+        fit_state(g, init.state, f"the init weights {init.path} do not fit {cfg.model} {arch}")
     g = g.to(device, memory_format=fmt).train()
-    ema = ModelEma(g, decay=cfg.ema_decay)
-    d = None
+    autocast = nullcontext()
+    if precision != "fp32":
+        autocast = torch.autocast(device.type, dtype=_DTYPES[precision])
+    st = TrainState(
+        cfg=cfg, dd=dd, device=device, autocast=autocast, arch=arch, g=g, g_train=g,
+        ema=ModelEma(g, decay=cfg.ema_decay),
+        opt_g=torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=tuple(cfg.betas)),
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+    )  # fmt: skip
     if cfg.adversarial_weight > 0:
-        d = build_discriminator(**cfg.discriminator).to(device, memory_format=fmt).train()
-    content = None
-    if vgg is not None:
-        content = ContentLoss(vgg).to(device, memory_format=fmt)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=tuple(cfg.betas)) if d else None
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    if resumed:
-        g.load_state_dict(resumed["generator"])
-        ema.load_state_dict(resumed["ema"])
-        opt_g.load_state_dict(resumed["opt_g"])
-        if d is not None and resumed.get("discriminator") is not None:
-            d.load_state_dict(resumed["discriminator"])
-            opt_d.load_state_dict(resumed["opt_d"])
-        if resumed.get("scaler"):
-            scaler.load_state_dict(resumed["scaler"])
-        if resumed.get("rng") is not None:
-            torch.set_rng_state(resumed["rng"])
-    g_train: nn.Module = g
-    d_train: nn.Module | None = d
+        st.d = st.d_train = build_discriminator(**cfg.discriminator).to(device, memory_format=fmt)
+        st.opt_d = torch.optim.Adam(st.d.train().parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    if content is not None:
+        st.content = content.to(device, memory_format=fmt)
+    if resumed is not None:
+        _restore(st, resumed)
     if dd.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        g_train = DDP(g, device_ids=ids)
-        d_train = DDP(d, device_ids=ids) if d is not None else None
+        st.g_train = DDP(st.g, device_ids=ids)
+        st.d_train = DDP(st.d, device_ids=ids) if st.d is not None else None
+    return st
 
+
+def _restore(st: TrainState, resumed: LoadedWeights) -> None:
+    """Networks, optimisers, scaler, RNG and step as the checkpoint left them, or one line."""
+    ckpt = resumed.checkpoint
+    try:
+        st.g.load_state_dict(ckpt["generator"])
+        st.ema.load_state_dict(ckpt["ema"])
+        st.opt_g.load_state_dict(ckpt["opt_g"])
+        if st.d is not None and ckpt.get("discriminator") is not None:
+            st.d.load_state_dict(ckpt["discriminator"])
+            st.opt_d.load_state_dict(ckpt["opt_d"])
+        if ckpt.get("scaler"):
+            st.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("rng") is not None:
+            torch.set_rng_state(ckpt["rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise WeightsError(
+            f"{resumed.path} cannot be resumed ({type(e).__name__}: {first})"
+        ) from None
+    st.step = int(ckpt["step"])
+
+
+def _loader(st: TrainState, files: list[Path], degrade) -> DataLoader:
+    cfg, dd = st.cfg, st.dd
     dataset = PairDataset(
-        files,
-        crop=cfg.crop,
-        scale=scale,
-        hr_downscale=cfg.hr_downscale,
-        extra_downscales=tuple(cfg.extra_downscales),
-        crop_tries=cfg.crop_tries,
-        degrade=build_degradation(cfg.degrade),
-        seed=cfg.seed,
-    )
+        files, crop=cfg.crop, scale=int(st.arch["scale"]), hr_downscale=cfg.hr_downscale,
+        extra_downscales=tuple(cfg.extra_downscales), crop_tries=cfg.crop_tries,
+        degrade=degrade, seed=cfg.seed,
+    )  # fmt: skip
     sampler = StepSampler(
         len(dataset), seed=cfg.seed, rank=dd.rank, world=dd.world,
-        start=start * cfg.batch_size * dd.world,
+        start=st.step * cfg.batch_size * dd.world,
     )  # fmt: skip
-    loader = DataLoader(
+    return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=st.device.type == "cuda",
         worker_init_fn=_ignore_sigint if cfg.workers else None,
         persistent_workers=False,
     )
-    val_pairs = load_benchmark(cfg.val, scale=scale) if cfg.val and dd.main else []
 
-    def checkpoint(step: int) -> None:
-        if not dd.main:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": cfg.model,
-                "arch": arch,
-                "generator": g.state_dict(),
-                "ema": ema.state_dict(),
-                "discriminator": d.state_dict() if d is not None else None,
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict() if opt_d is not None else None,
-                "scaler": scaler.state_dict(),
-                "sched_g": {"kind": "step", "milestones": list(cfg.lr_milestones),
-                            "gamma": cfg.lr_gamma},
-                "sched_d": {"kind": "step", "milestones": list(cfg.lr_milestones),
-                            "gamma": cfg.lr_gamma},
-                "step": step,
-                "config": plain(cfg),
-                "rng": torch.get_rng_state(),
-            },
-        )  # fmt: skip
 
-    def validate(step: int) -> dict[str, float]:
-        if not val_pairs:
-            return {}
-        engine = inference_engine(ema.module, device=str(device), precision="fp32")
-        score = mean_score([s for _, _, s in score_pairs(engine, val_pairs)])
-        if cfg.keep_snapshots and dd.main:
-            snap = out / "snapshots" / f"ema_{step:07d}.pt"
-            snap.parent.mkdir(exist_ok=True)
-            save_checkpoint(snap, {"model": cfg.model, "arch": arch, "ema": ema.state_dict(),
-                                   "step": step})  # fmt: skip
-        drift = max(abs(c) for c in score.colour)
-        _say(dd, console, f"step {step}: val PSNR-Y {score.psnr_y:.3f} dB, SSIM-Y "
-             f"{score.ssim_y:.4f}, grid index {score.grid_index:.3f}, detail {score.detail:.3f}, "
-             f"colour shift {drift:.2f}")  # fmt: skip
-        return {"val_psnr_y": score.psnr_y, "val_ssim_y": score.ssim_y,
-                "val_grid": score.grid_index, "val_detail": score.detail,
-                "val_colour": drift}  # fmt: skip
+# -- one step -----------------------------------------------------------------------------------
 
-    def samples(step: int, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> None:
-        if not dd.main:
-            return
+
+def _set_lr(st: TrainState) -> float:
+    lr_now = lr_at(st.cfg, st.step)
+    for opt in (st.opt_g, st.opt_d):
+        for group in opt.param_groups if opt is not None else ():
+            group["lr"] = lr_now
+    return lr_now
+
+
+def train_step(st: TrainState, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> dict[str, float]:
+    """One optimiser step of D (when there is one), then of G; the EMA follows G."""
+    x = to_model_range(lr_u8, st.device, st.cfg.channels_last)
+    y = to_model_range(hr_u8, st.device, st.cfg.channels_last)
+    with st.autocast:
+        sr = st.g_train(x)
+    losses: dict[str, float] = {}
+    if st.d is not None:
+        losses["loss_d"] = _discriminator_step(st, y, sr.detach())
+    losses.update(_generator_step(st, sr, y))
+    st.ema.update(st.g, st.step)
+    st.step += 1
+    if not math.isfinite(losses["loss_g"]):
+        raise VidsrError(f"loss became {losses['loss_g']} at step {st.step}; lower --lr")
+    return losses
+
+
+def _optimise(st: TrainState, loss: torch.Tensor, opt, net: nn.Module) -> None:
+    opt.zero_grad(set_to_none=True)
+    st.scaler.scale(loss).backward()
+    if st.cfg.grad_clip > 0:
+        st.scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_(net.parameters(), st.cfg.grad_clip)
+    st.scaler.step(opt)
+
+
+def _discriminator_step(st: TrainState, real: torch.Tensor, fake: torch.Tensor) -> float:
+    # Real and fake in one forward: DDP allows one forward per backward.
+    with st.autocast:
+        logits = st.d_train(torch.cat([real, fake])).float()
+    loss = discriminator_loss(*logits.chunk(2), kind=st.cfg.gan_loss)
+    _optimise(st, loss, st.opt_d, st.d)
+    return loss.item()
+
+
+def _generator_terms(st: TrainState, sr: torch.Tensor, y: torch.Tensor) -> dict[str, tuple]:
+    """(weight, loss) of each loss family the run uses, by its log name."""
+    cfg, terms = st.cfg, {}
+    if cfg.pixel_weight > 0:
+        terms["pixel"] = (cfg.pixel_weight, pixel_loss(cfg.pixel_loss, sr, y))
+    if cfg.grid_weight > 0:
+        terms["grid"] = (cfg.grid_weight, grid_loss(sr, y))
+    if cfg.lowpass_weight > 0:
+        terms["lowpass"] = (cfg.lowpass_weight, lowpass_loss(sr, y))
+    if st.content is not None:
+        terms["content"] = (cfg.content_weight, st.content(sr, y).float())
+    if st.d is not None:
+        terms["adv"] = (cfg.adversarial_weight, _adversarial_term(st, sr, y))
+    return terms
+
+
+def _adversarial_term(st: TrainState, sr: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # The bare D, frozen: G's step must neither train D nor wake D's DDP hooks (thawed after G's
+    # backward, in _generator_step).
+    st.d.requires_grad_(False)
+    real_logits = None
+    if st.cfg.gan_loss == "ragan":
         with torch.no_grad():
-            sr = ema.module(to_model_range(lr_u8[:4], device, cfg.channels_last))
-        grid = sample_grid(lr_u8[:4].cpu(), to_uint8(sr), hr_u8[:4].cpu())
-        grid.save(out / "samples" / f"step_{step:07d}.png")
+            real_logits = st.d(y).float()
+    return generator_adversarial(st.d(sr).float(), real_logits, kind=st.cfg.gan_loss)
 
-    run = Run(cfg, start, dd.main)
-    progress = _progress(console, dd.main and not cfg.quiet)
-    task = progress.add_task("train", total=cfg.steps, completed=start, info="")
-    step = start
-    lr_u8 = hr_u8 = None
-    last: dict[str, float] = {}
-    t0, s0 = time.perf_counter(), start
+
+def _generator_step(st: TrainState, sr: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    with st.autocast:
+        terms = _generator_terms(st, sr, y)
+        loss = torch.zeros((), device=st.device)
+        for weight, value in terms.values():
+            loss = loss + weight * value
+    _optimise(st, loss, st.opt_g, st.g)
+    if st.d is not None:
+        st.d.requires_grad_(True)
+    st.scaler.update()
+    return {**{k: v.item() for k, (_, v) in terms.items()}, "loss_g": loss.item()}
+
+
+# -- what a run writes --------------------------------------------------------------------------
+
+
+def _validate(st: TrainState, val_pairs, say) -> dict[str, float]:
+    """PSNR-Y, SSIM-Y, grid index, detail and colour shift of the EMA weights, printed."""
+    if not val_pairs:
+        return {}
+    engine = inference_engine(st.ema.module, device=str(st.device), precision="fp32")
+    score = mean_score([s for _, _, s in score_pairs(engine, val_pairs)])
+    if st.cfg.keep_snapshots and st.dd.main:
+        snap = st.cfg.out / "snapshots" / f"ema_{st.step:07d}.pt"
+        save_checkpoint(snap, {"model": st.cfg.model, "arch": st.arch,
+                               "ema": st.ema.state_dict(), "step": st.step})  # fmt: skip
+    drift = max(abs(c) for c in score.colour)
+    say(f"step {st.step}: val PSNR-Y {score.psnr_y:.3f} dB, SSIM-Y {score.ssim_y:.4f}, "
+        f"grid index {score.grid_index:.3f}, detail {score.detail:.3f}, "
+        f"colour shift {drift:.2f}")  # fmt: skip
+    return {"val_psnr_y": score.psnr_y, "val_ssim_y": score.ssim_y, "val_grid": score.grid_index,
+            "val_detail": score.detail, "val_colour": drift}  # fmt: skip
+
+
+def _write_samples(st: TrainState, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> None:
+    if not st.dd.main:
+        return
+    from torchvision.utils import save_image
+
+    with torch.no_grad():
+        sr = st.ema.module(to_model_range(lr_u8[:4], st.device, st.cfg.channels_last))
+    grid = sample_grid(lr_u8[:4].cpu(), to_uint8(sr), hr_u8[:4].cpu())
+    save_image(grid, st.cfg.out / "samples" / f"step_{st.step:07d}.png")
+
+
+def _write_checkpoint(st: TrainState) -> None:
+    if not st.dd.main:
+        return
+    save_checkpoint(st.ckpt_path, {
+        "model": st.cfg.model,
+        "arch": st.arch,
+        "generator": st.g.state_dict(),
+        "ema": st.ema.state_dict(),
+        "discriminator": st.d.state_dict() if st.d is not None else None,
+        "opt_g": st.opt_g.state_dict(),
+        "opt_d": st.opt_d.state_dict() if st.opt_d is not None else None,
+        "scaler": st.scaler.state_dict(),
+        "step": st.step,
+        "config": plain(st.cfg),
+        "rng": torch.get_rng_state(),
+    })  # fmt: skip
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+def _run(st: TrainState, loader: DataLoader, val_pairs, say, console) -> dict[str, Any]:
+    cfg = st.cfg
+    run = Run(cfg, st.step, st.dd.main)
+    progress = _progress(console, st.dd.main and not cfg.quiet)
+    task = progress.add_task("train", total=cfg.steps, completed=st.step, info="")
+    batch, last = None, {}
+    t0, s0 = time.perf_counter(), st.step
     with StopFlag() as stop, progress:
         batches = iter(loader)
-        while step < cfg.steps:
-            lr_now = lr_at(cfg, step)
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups if opt is not None else ():
-                    group["lr"] = lr_now
-            lr_u8, hr_u8 = next(batches)
-            x = to_model_range(lr_u8, device, cfg.channels_last)
-            y = to_model_range(hr_u8, device, cfg.channels_last)
-            with autocast:
-                sr = g_train(x)
-            losses: dict[str, float] = {}
-            if d_train is not None:
-                # Real and fake in one forward: DDP allows one forward per backward.
-                with autocast:
-                    logits = d_train(torch.cat([y, sr.detach()])).float()
-                loss_d = discriminator_loss(*logits.chunk(2), kind=cfg.gan_loss)
-                opt_d.zero_grad(set_to_none=True)
-                scaler.scale(loss_d).backward()
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(opt_d)
-                    nn.utils.clip_grad_norm_(d.parameters(), cfg.grad_clip)
-                scaler.step(opt_d)
-                losses["loss_d"] = loss_d.item()
-            with autocast:
-                loss_g = torch.zeros((), device=device)
-                if cfg.pixel_weight > 0:
-                    pixel = pixel_loss(cfg.pixel_loss, sr, y)
-                    loss_g = loss_g + cfg.pixel_weight * pixel
-                    losses["pixel"] = pixel.item()
-                if cfg.grid_weight > 0:
-                    grid = grid_loss(sr, y)
-                    loss_g = loss_g + cfg.grid_weight * grid
-                    losses["grid"] = grid.item()
-                if content is not None:
-                    c = content(sr, y).float()
-                    loss_g = loss_g + cfg.content_weight * c
-                    losses["content"] = c.item()
-                if d is not None:
-                    # The bare D, frozen: G's step must neither train D nor wake D's DDP hooks.
-                    d.requires_grad_(False)
-                    real_logits = None
-                    if cfg.gan_loss == "ragan":
-                        with torch.no_grad():
-                            real_logits = d(y).float()
-                    adv = generator_adversarial(d(sr).float(), real_logits, kind=cfg.gan_loss)
-                    loss_g = loss_g + cfg.adversarial_weight * adv
-                    losses["adv"] = adv.item()
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(loss_g).backward()
-            if d is not None:
-                d.requires_grad_(True)
-            if cfg.grad_clip > 0:
-                scaler.unscale_(opt_g)
-                nn.utils.clip_grad_norm_(g.parameters(), cfg.grad_clip)
-            scaler.step(opt_g)
-            scaler.update()
-            ema.update(g, step)
-            step += 1
-            losses["loss_g"] = loss_g.item()
-            if not math.isfinite(losses["loss_g"]):
-                raise VidsrError(f"loss became {losses['loss_g']} at step {step}; lower --lr")
-            last = losses
-
-            rate = (step - s0) / max(time.perf_counter() - t0, 1e-9)
-            info = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
-            progress.update(task, completed=step, info=f"{info}  {rate:.2f} it/s")
-            row: dict[str, Any] = {}
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                row = {"step": step, "lr": lr_now, **losses}
-            if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
-                row = {"step": step, "lr": lr_now, **losses, **validate(step)}
-            if row:
-                run.record(row)
-            if cfg.sample_every and step % cfg.sample_every == 0:
-                samples(step, lr_u8, hr_u8)
-            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
-                checkpoint(step)
-                run.curves()
-            if _stop_requested(stop, dd, device):
+        while st.step < cfg.steps:
+            lr_now = _set_lr(st)
+            batch = next(batches)
+            last = train_step(st, *batch)
+            rate = (st.step - s0) / max(time.perf_counter() - t0, 1e-9)
+            info = " ".join(f"{k} {v:.4g}" for k, v in last.items())
+            progress.update(task, completed=st.step, info=f"{info}  {rate:.2f} it/s")
+            _after_step(st, run, {"step": st.step, "lr": lr_now, **last}, batch, val_pairs, say)
+            if _stop_requested(stop, st.dd, st.device):
                 break
+    return _finish(st, run, last, batch, val_pairs, say)
 
-    interrupted = step < cfg.steps
-    final = {} if interrupted else validate(step)
+
+def _after_step(st: TrainState, run: Run, row: dict, batch, val_pairs, say) -> None:
+    """Log, validate, sample and checkpoint at their intervals (the last step: in _finish)."""
+    cfg, step = st.cfg, st.step
+    logged = step % cfg.log_every == 0 or step == cfg.steps
+    if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
+        row, logged = {**row, **_validate(st, val_pairs, say)}, True
+    if logged:
+        run.record(row)
+    if cfg.sample_every and step % cfg.sample_every == 0:
+        _write_samples(st, *batch)
+    if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
+        _write_checkpoint(st)
+        run.curves()
+
+
+def _finish(st: TrainState, run: Run, last: dict, batch, val_pairs, say) -> dict[str, Any]:
+    interrupted = st.step < st.cfg.steps
+    final = {} if interrupted else _validate(st, val_pairs, say)
     if final:
-        run.record({"step": step, **last, **final})
-    checkpoint(step)
-    if lr_u8 is not None:
-        samples(step, lr_u8, hr_u8)
+        run.record({"step": st.step, **last, **final})
+    _write_checkpoint(st)
+    if batch is not None:
+        _write_samples(st, *batch)
     run.curves()
     run.close()
     if interrupted:
-        _say(dd, console, f"stopped at step {step}; checkpoint {ckpt_path} (continue: --resume)")
+        say(f"stopped at step {st.step}; checkpoint {st.ckpt_path} (continue: --resume)")
     else:
-        _say(dd, console, f"done: step {step}, checkpoint {ckpt_path}")
-    return {"step": step, "interrupted": interrupted, "checkpoint": ckpt_path, **last, **final}
+        say(f"done: step {st.step}, checkpoint {st.ckpt_path}")
+    return {"step": st.step, "interrupted": interrupted, "checkpoint": st.ckpt_path,
+            **last, **final}  # fmt: skip
 
 
 def _stop_requested(stop: StopFlag, dd: Dist, device: torch.device) -> bool:

@@ -87,6 +87,12 @@ def phase_means(img: torch.Tensor, *, phases: int = 4, border: int = 8) -> torch
     return m / rms.view(n, 1, 1)
 
 
+def lowpass_loss(sr: torch.Tensor, hr: torch.Tensor, *, factor: int = 4) -> torch.Tensor:
+    """L1 of the 4x average-pooled images: the colour and brightness a GAN may drift on, with no
+    say over the texture inside each 4x4 block (that is the content and adversarial terms')."""
+    return F.l1_loss(F.avg_pool2d(sr.float(), factor), F.avg_pool2d(hr.float(), factor))
+
+
 def grid_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """Squared distance of SR's normalised phase means from HR's: 0 when SR has no more of a
     phase-locked pattern than the HR, about grid_index^2 for a grid the HR does not have."""

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
+from torch.nn import functional as F
+from torchvision.utils import make_grid
 
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))
 
 
-def sample_grid(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, *, rows: int = 4) -> Image:
-    """One row per sample: LR (nearest-neighbour enlarged) | SR | HR, from uint8 NCHW tensors."""
-    scale = hr.shape[-1] // lr.shape[-1]
+def sample_grid(
+    lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, *, rows: int = 4
+) -> torch.Tensor:
+    """One row per sample: LR (nearest-neighbour enlarged) | SR | HR, from uint8 NCHW tensors.
+
+    A float (3, H, W) grid in [0, 1], as torchvision.utils.save_image takes it.
+    """
     n = min(rows, lr.shape[0])
-    lr_big = lr[:n].repeat_interleave(scale, 2).repeat_interleave(scale, 3)
-    row = torch.cat([lr_big, sr[:n], hr[:n]], dim=3)  # (n, 3, H, 3W)
-    grid = torch.cat(list(row), dim=1)  # (3, nH, 3W)
-    return Image.fromarray(grid.permute(1, 2, 0).cpu().numpy())
+    lr_big = F.interpolate(lr[:n].float(), size=hr.shape[-2:], mode="nearest")
+    tiles = torch.stack([lr_big, sr[:n].float(), hr[:n].float()], dim=1)  # (n, 3 tiles, 3, H, W)
+    return make_grid(tiles.flatten(0, 1) / 255, nrow=3, padding=2)
 
 
 def _fmt(v: float) -> str:
@@ -27,7 +31,7 @@ def _fmt(v: float) -> str:
 
 def curve_image(
     series: dict[str, list[tuple[int, float]]], *, title: str, log_y: bool = False
-) -> Image:
+) -> Image.Image:
     """A small line chart: steps on x, values on y (log10 when asked and all positive)."""
     w, h, left, right, top, bottom = 640, 360, 70, 20, 30, 40
     img = Image.new("RGB", (w, h), "white")
@@ -70,24 +74,25 @@ def curve_image(
     return img
 
 
-def write_curves(path: Path, history: list[dict], *, keys: tuple[str, ...], title: str, **kw):
+def curves_image(history: list[dict], *, keys: tuple[str, ...], title: str, **kw) -> Image.Image:
+    """curve_image of the logged values `keys` against step."""
     series = {k: [(r["step"], r[k]) for r in history if k in r] for k in keys}
     series = {k: v for k, v in series.items() if v}
-    curve_image(series, title=title, **kw).save(path)
+    return curve_image(series, title=title, **kw)
 
 
-def stack_panels(paths: list[Path], out: Path) -> None:
-    images = [Image.open(p) for p in paths]
+def stack_panels(images: list[Image.Image]) -> Image.Image:
+    """Images one below the other, on a canvas as wide as the widest."""
     canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)))
     y = 0
     for im in images:
         canvas.paste(im, (0, y))
         y += im.height
-    canvas.save(out)
+    return canvas
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
 
 
-__all__ = ["curve_image", "sample_grid", "stack_panels", "to_uint8", "write_curves"]
+__all__ = ["curve_image", "curves_image", "sample_grid", "stack_panels", "to_uint8"]

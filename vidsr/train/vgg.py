@@ -1,29 +1,28 @@
-"""A VGG feature extractor of our own, with torchvision's state-dict keys (`features.0.weight`).
+"""The content loss's feature network: torchvision's VGG19 / VGG16 trunk, cut after one layer.
 
-torchvision cannot be imported here, and the perceptual loss needs only the conv trunk, so the
-trunk is rebuilt from the layer table; torchvision's own vgg19-dcbb9e9d.pth loads into it as is.
-The input is RGB in [0, 1]; the ImageNet normalisation happens inside, once.
+The trunk comes from `torchvision.models.vgg19` / `vgg16` (built on the meta device, so the 100M
+classifier parameters we never use are never allocated) and its ImageNet weights from their
+weights enums: where the machine is online they download once into the torch hub cache, as
+torchvision users expect; `--vgg-weights FILE` takes any torchvision-keyed state_dict instead
+(training/convert_hed_vgg16.py makes one). The input is RGB in [0, 1]; the ImageNet normalisation
+happens inside, once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision import models
 
 from ..errors import VidsrError
-
-# Channel counts of each conv; "M" is a 2x2 max-pool (torchvision's "cfgs" D and E).
-# fmt: off
-LAYOUTS: dict[str, tuple[int | str, ...]] = {
-    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-              512, 512, 512, "M"),
-    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"),
-}
-# fmt: on
 
 # phi_i,j of the SRGAN paper: after the ReLU of conv j in block i, as an index into `features`.
 LAYERS: dict[str, tuple[str, int]] = {
@@ -32,28 +31,12 @@ LAYERS: dict[str, tuple[str, int]] = {
     "vgg16_53": ("vgg16", 30),
     "vgg16_22": ("vgg16", 9),
 }
-
-# Where torchvision keeps its ImageNet weights; we read the same cache file.
-WEIGHT_FILES = {
-    "vgg19": "vgg19-dcbb9e9d.pth",
-    "vgg16": "vgg16-397923af.pth",
+NETWORKS = {"vgg19": models.vgg19, "vgg16": models.vgg16}
+IMAGENET = {
+    "vgg19": models.VGG19_Weights.IMAGENET1K_V1,
+    "vgg16": models.VGG16_Weights.IMAGENET1K_V1,
 }
-WEIGHT_URL = "https://download.pytorch.org/models/{}"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def make_features(layout: tuple[int | str, ...], until: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    c_in = 3
-    for v in layout:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(c_in, int(v), 3, padding=1), nn.ReLU(inplace=True)]
-            c_in = int(v)
-    return nn.Sequential(*layers[:until])
+DOWNLOAD_TIMEOUT_S = 30  # a firewalled network would otherwise hang the start of a run
 
 
 class VGGFeatures(nn.Module):
@@ -66,9 +49,15 @@ class VGGFeatures(nn.Module):
         self.arch, until = LAYERS[layer]
         # ESRGAN takes the conv's output before its ReLU: denser features, and brightness that
         # the activation would clip is still seen.
-        self.features = make_features(LAYOUTS[self.arch], until - 1 if before_relu else until)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        with torch.device("meta"):
+            trunk = NETWORKS[self.arch]().features[: until - 1 if before_relu else until]
+        self.features = trunk.to_empty(device="cpu")
+        for m in self.features.modules():  # a real (random) init until weights are loaded
+            if isinstance(m, nn.Conv2d):
+                m.reset_parameters()
+        preset = IMAGENET[self.arch].transforms()
+        self.register_buffer("mean", torch.tensor(preset.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(preset.std).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
@@ -99,13 +88,14 @@ class VGGFeatures(nn.Module):
 
 
 def hub_weight_path(arch: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHT_FILES[arch]
+    """Where torchvision keeps (and looks for) the ImageNet weights of `arch`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET[arch].url).name
 
 
 def load_vgg(
     layer: str = "vgg19_54", weights: str | Path | None = None, *, before_relu: bool = False
 ) -> VGGFeatures:
-    """VGGFeatures with ImageNet weights: `weights` FILE, the torch hub cache, or a download.
+    """VGGFeatures with ImageNet weights: `weights` FILE, or torchvision's (hub cache/download).
 
     weights="random" keeps the random initialisation: for tests only, never for a real run.
     """
@@ -116,30 +106,50 @@ def load_vgg(
         path = Path(weights)
         if not path.is_file():
             raise VidsrError(f"--vgg-weights file not found: {path}")
+        state = _read(path)
     else:
-        path = hub_weight_path(vgg.arch)
-        if not path.is_file():
-            _download(vgg.arch, path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise VidsrError(f"cannot read VGG weights {path}: {type(e).__name__}") from None
+        state = _imagenet_state(vgg.arch)
+    if not isinstance(state, dict):
+        raise VidsrError(f"VGG weights hold a {type(state).__name__}, not a state_dict")
     vgg.load_trunk(state)
     return vgg
 
 
-def _download(arch: str, path: Path) -> None:
-    name = WEIGHT_FILES[arch]
-    offline = os.environ.get("VIDSR_OFFLINE") == "1"
+def _read(path: Path) -> dict[str, torch.Tensor]:
     try:
-        if offline:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise VidsrError(f"cannot read VGG weights {path}: {type(e).__name__}") from None
+
+
+def _imagenet_state(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights: from the hub cache, else downloaded into it (once)."""
+    cached, weights = hub_weight_path(arch), IMAGENET[arch]
+    if cached.is_file():
+        return _read(cached)
+    try:
+        if os.environ.get("VIDSR_OFFLINE") == "1":
             raise OSError("VIDSR_OFFLINE=1")
-        torch.hub.load_state_dict_from_url(
-            WEIGHT_URL.format(name), model_dir=str(path.parent), progress=False, file_name=name
-        )
-    except Exception:  # noqa: BLE001 - no network, proxy, DNS: all mean "bring the file yourself"
+        # torch.hub announces every download on stdout; offline that would be a second line.
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S), contextlib.redirect_stdout(io.StringIO()):
+            state = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - no network, proxy, DNS, hash: "bring the file"
+        reason = str(e).splitlines()[0][:80] if str(e) else type(e).__name__
         raise VidsrError(
-            f"the content loss needs ImageNet {arch} weights and none could be downloaded: "
-            f"put torchvision's {name} at {path} (or pass --vgg-weights FILE; "
-            f"source: {WEIGHT_URL.format(name)})"
+            f"the content loss needs ImageNet {arch} weights and they could not be downloaded "
+            f"({reason}): pass --vgg-weights FILE (a torchvision {arch} state_dict), or put "
+            f"{weights.url} at {cached}"
         ) from None
+    print(f"vidsr: downloaded {weights.url} to {cached} (torchvision's cache)", file=sys.stderr)
+    return state
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    # torch.hub opens the URL without a timeout; the default one applies to the sockets it opens.
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)

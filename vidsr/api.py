@@ -26,11 +26,13 @@ def upscale_video(
 
     `options` are the upscale options by name, exactly those of `vidsr upscale` (see
     vidsr.config.OPTIONS: weights, overwrite, device, precision, batch_size, tile, codec, crf,
-    encoder_preset, pix_fmt, container). `preset` (a name such as "fast", or a .toml file) fills
-    every option left out or None; explicit arguments win. Raises vidsr.errors.VidsrError
-    subclasses with a one-line message (ConfigError for a bad value); the target path is never
-    left half-written. `cancel` (a threading.Event) stops the job early with Cancelled;
-    `progress(done, total)` is called as frames are written.
+    encoder_preset, pix_fmt, container, resume, start, duration, skip_existing). `preset` (a
+    name such as "fast", or a .toml file) fills every option left out or None; explicit
+    arguments win. Raises vidsr.errors.VidsrError subclasses with a one-line message
+    (ConfigError for a bad value); the target path is never left half-written: an interrupted
+    call leaves a work folder beside it that the same call resumes from (vidsr.resume).
+    `cancel` (a threading.Event) stops the job early with Cancelled; `progress(done, total)` is
+    called as frames are written.
     """
     config = build_config(preset, model=model, quiet=quiet, **options)
     src = Path(src)

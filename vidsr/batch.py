@@ -228,11 +228,17 @@ class BatchRunner:
         overwrite: bool | None = None,
         progress: Progress | None = None,
         warn: Callable[[str], None] | None = None,
+        inform: Callable[[str], None] | None = None,
     ) -> UpscaleResult:
-        """One job; raises VidsrError subclasses (the caller decides what a failure means)."""
+        """One job; raises VidsrError subclasses (the caller decides what a failure means).
+
+        With --skip-existing, an output that exists is left alone: a result with `skipped` set.
+        """
         src, dst = Path(src), Path(dst)
         config = self._for_output(dst.suffix)
         config = config if overwrite is None else replace(config, overwrite=overwrite)
+        if config.skip_existing and dst.is_file():
+            return UpscaleResult(src, dst, skipped=True, output_bytes=dst.stat().st_size)
         if is_image(src):
             return self._run_image(src, dst, config, progress, warn or self._warn)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
@@ -248,6 +254,7 @@ class BatchRunner:
             cancel=self.cancel,
             progress=progress,
             warn=warn or self._warn,
+            inform=inform or getattr(self.reporter, "info", None),
         )
 
     def _run_image(

@@ -173,10 +173,12 @@ def bench(model, size, frames, device, precision, batch_size, tile, repeat, thre
         f"vidsr bench: {what}, {result.size} -> x{result.scale}, {result.device}, "
         f"{result.precision}, batch {result.batch_size}"
     )
-    for name in ("model", "decode", "encode", "pipeline"):
+    for name in ("model", "decode", "encode", "pipeline", "segmented"):
         click.echo(f"  {name + ' fps':<14}{getattr(result, name + '_fps'):>9.2f}")
     ratio = result.pipeline_fps / result.model_fps if result.model_fps else 0.0
     click.echo(f"  pipeline / model: {ratio:.2f}")
+    seg = result.segmented_fps / result.pipeline_fps if result.pipeline_fps else 0.0
+    click.echo(f"  segmented / pipeline: {seg:.2f} (resumable segments: 2 in the clip)")
 
 
 @main.command()

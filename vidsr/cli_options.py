@@ -57,7 +57,10 @@ def upscale_options(fn=None, *, exclude: tuple[str, ...] = ()):
             continue
         kwargs: dict[str, Any] = {"help": opt.help, "show_default": True}
         if opt.is_flag:
-            kwargs.update(is_flag=True, default=opt.default, show_default=False)
+            # A flag flips its default: --overwrite sets True, --no-resume sets False.
+            kwargs.update(
+                is_flag=True, default=opt.default, flag_value=not opt.default, show_default=False
+            )
         else:
             kwargs.update(type=_Parsed(opt), default=opt.default)
         fn = click.option(*opt.flags, opt.name, **kwargs)(fn)

@@ -165,6 +165,32 @@ def parse_flag(v: Any) -> bool:
     raise ValueError(f"expected true or false, got {v!r}")
 
 
+def parse_time(v: Any) -> float | None:
+    """Seconds (90, 1.5) or [HH:]MM:SS[.ms] (1:02:03.250), as seconds rounded to the microsecond."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise ValueError(f"expected seconds or HH:MM:SS[.ms], got {v!r}")
+    if isinstance(v, int | float):
+        seconds = float(v)
+    elif isinstance(v, str) and v.strip():
+        parts = v.strip().split(":")
+        try:
+            if len(parts) > 3 or any(not p.strip() or p.strip()[0] in "+-" for p in parts):
+                raise ValueError
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"expected seconds or HH:MM:SS[.ms], got {v!r}") from None
+        if any(n >= 60 for n in numbers[1:]) or any(n != int(n) for n in numbers[:-1]):
+            raise ValueError(f"expected seconds or HH:MM:SS[.ms], got {v!r}")
+        seconds = sum(n * 60**i for i, n in enumerate(reversed(numbers)))
+    else:
+        raise ValueError(f"expected seconds or HH:MM:SS[.ms], got {v!r}")
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"expected a time of at least 0, got {v!r}")
+    return round(seconds, 6)
+
+
 @dataclass(frozen=True)
 class Option:
     """One upscale option, declared once: the CLI flag of `upscale` and `watch`, the preset key,
@@ -222,6 +248,16 @@ OPTIONS: tuple[Option, ...] = (
            preset=False, is_flag=True),
     Option("quiet", ("-q", "--quiet"), "No progress bar and no summary line (warnings and errors "
            "still show).", parse_flag, False, preset=False, is_flag=True),
+    Option("resume", ("--no-resume",), "Start over instead of continuing an interrupted run of "
+           "the same job from its work folder (.NAME.vidsr-work beside the output).", parse_flag,
+           True, preset=False, is_flag=True),
+    Option("start", ("--start",), "Upscale from this time on: seconds or HH:MM:SS[.ms] from the "
+           "first frame; the output starts with the first frame at or after it.", parse_time,
+           None, preset=False, metavar="T"),
+    Option("duration", ("--duration",), "Upscale this long a span (seconds or HH:MM:SS[.ms]): "
+           "frames before start + duration.", parse_time, None, preset=False, metavar="D"),
+    Option("skip_existing", ("--skip-existing",), "Leave outputs that exist alone and count them "
+           "as skipped (re-runs over a folder).", parse_flag, False, preset=False, is_flag=True),
 )  # fmt: skip
 OPTION_NAMES = {o.name: o for o in OPTIONS}
 # Values that belong to one codec: an explicit codec other than a preset's drops the preset's.
@@ -273,8 +309,15 @@ class UpscaleConfig:
     tile: int | str = "auto"  # "auto", "off", or a tile size in input pixels
     container: str | None = None  # output extension when none is given (".mkv"); None: the source's
     quiet: bool = False
+    resume: bool = True  # continue an interrupted run from its work folder
+    start: float | None = None  # seconds from the first frame
+    duration: float | None = None  # seconds
+    skip_existing: bool = False
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     queue_frames: int = 8  # frames buffered between stages: bounds memory on long videos
+    # Output is encoded in closed-GOP segments of about this long, so a killed run loses at most
+    # one; 0 writes the output in one pass (no resume, no --start/--duration).
+    segment_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         for opt in OPTIONS:
@@ -300,6 +343,14 @@ class UpscaleConfig:
         object.__setattr__(self, "model", model)
         if self.queue_frames < 1:
             raise ConfigError("queue_frames", "must be at least 1")
+        if self.duration is not None and self.duration <= 0:
+            raise ConfigError("--duration", "must be more than 0")
+        if self.skip_existing and self.overwrite:
+            raise ConfigError("--skip-existing", "cannot be combined with --overwrite")
+        if not 0 <= self.segment_seconds < float("inf"):
+            raise ConfigError("segment_seconds", "must be 0 (one pass) or more")
+        if self.segment_seconds == 0 and (self.start is not None or self.duration is not None):
+            raise ConfigError("--start", "a span needs segmented output (segment_seconds > 0)")
 
 
 def build_upscale_config(

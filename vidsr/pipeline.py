@@ -19,8 +19,11 @@ from .config import UpscaleConfig
 from .engine import Engine, resolve_device
 from .errors import Cancelled, InputError
 from .media.decode import FrameReader, working_format
-from .media.encode import VideoWriter, check_encode
+from .media.encode import VideoWriter, check_encode, choose_pix_fmt, encoder_options
 from .media.probe import VideoInfo, probe
+from .media.segments import SegmentEncoder, SegmentMuxer
+from .media.span import SpanReader, Window, expected_frames, span_window
+from .resume import WorkFolder, job_identity
 from .slots import SlotRing
 
 _END = object()  # queue sentinel: the stage before has finished
@@ -37,6 +40,8 @@ class UpscaleResult:
     fps: float = 0.0
     output_bytes: int = 0
     corrupt_frames: int = 0  # frames repeated for undecodable packets, or decoded with errors
+    resumed_frames: int = 0  # frames an earlier, interrupted run of this job had finished
+    skipped: bool = False  # --skip-existing: the output was there already
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -104,6 +109,27 @@ class _Stages:
         return _END
 
 
+@dataclass
+class _Job:
+    """One file's run: what every step of it needs."""
+
+    src: Path
+    dst: Path
+    config: UpscaleConfig
+    engine: Engine
+    info: VideoInfo
+    batch_size: int
+    cancel: threading.Event | None
+    progress: Progress | None
+    note: Callable[[str], None]
+    inform: Callable[[str], None] | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the output frames."""
+        return self.engine.output_size(self.info.height, self.info.width)
+
+
 def upscale_file(
     src: Path,
     dst: Path,
@@ -114,11 +140,15 @@ def upscale_file(
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
+    inform: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
     """Upscale one video file into `dst` with a ready engine (vidsr.batch builds and caches them).
 
     Raises VidsrError subclasses; Cancelled if `cancel` is set. The output is written beside
-    `dst` and renamed into place only when complete.
+    `dst` and renamed into place only when complete. With `config.segment_seconds` (the default)
+    it is encoded in segments in a work folder first, and a rerun after any interruption goes on
+    from the last finished segment (vidsr.resume). `inform` gets the one-line description of the
+    run (model, device, precision, batch, scale, encoder) and the resume notices.
     """
     src, dst = Path(src), Path(dst)
     info = info or probe(src)
@@ -132,23 +162,119 @@ def upscale_file(
 
     engine.warn = note
     batch_size = resolve_batch_size(engine, config.batch_size, info)
+    if inform is not None:
+        inform(describe_run(src, dst, config, engine, info, batch_size))
+    job = _Job(src, dst, config, engine, info, batch_size, cancel, progress, note, inform)
     t0 = time.perf_counter()
-    size = engine.output_size(info.height, info.width)
-    with VideoWriter(
-        info, dst, config.encode, size=size, overwrite=config.overwrite, warn=note
-    ) as writer:
-        reader = FrameReader(info, batch_size=batch_size)
-        _run_stages(reader, writer, engine, config, info, cancel=cancel, progress=progress)
-        if writer.stats.frames == 0:
-            raise InputError(f"{src}: no frame could be decoded")
+    run = _segmented if config.segment_seconds else _one_pass
+    reader, written = run(job, result)
     result.seconds = time.perf_counter() - t0
-    result.frames = writer.stats.frames
-    result.fps = result.frames / result.seconds if result.seconds else 0.0
+    result.fps = written / result.seconds if result.seconds else 0.0
     result.output_bytes = dst.stat().st_size
-    result.corrupt_frames = reader.repeated_frames + reader.corrupt_frames
-    if reader.damage_summary():
-        note(reader.damage_summary())
+    if reader is not None:
+        result.corrupt_frames = reader.repeated_frames + reader.corrupt_frames
+        if reader.damage_summary():
+            note(reader.damage_summary())
     return result
+
+
+def describe_run(
+    src: Path, dst: Path, config: UpscaleConfig, engine: Engine, info: VideoInfo, batch: int
+) -> str:
+    """What was chosen for this file, in one line (also in logs: what produced this output)."""
+    enc = config.encode
+    height, width = engine.output_size(info.height, info.width)
+    options = encoder_options(enc, info, height)
+    shown = [f"{k} {options[k]}" for k in ("crf", "preset", "cpu-used", "profile") if k in options]
+    shown.append(choose_pix_fmt(enc.codec, info, enc.pix_fmt))
+    scale = engine.outscale or engine.scale
+    return (
+        f"{src.name} -> {dst.name}: model {config.model}, device {engine.device}, "
+        f"precision {engine.precision}, batch {batch}, scale {scale:g}x ({width}x{height}), "
+        f"encoder {enc.codec} ({', '.join(shown)})"
+    )
+
+
+def _one_pass(job: _Job, result: UpscaleResult) -> tuple[FrameReader, int]:
+    """The output in one VideoWriter: no work folder, nothing to resume."""
+    config, info = job.config, job.info
+    with VideoWriter(
+        info, job.dst, config.encode, size=job.size, overwrite=config.overwrite, warn=job.note
+    ) as writer:
+        reader = FrameReader(info, batch_size=job.batch_size)
+        _run_stages(
+            reader, writer, job.engine, config, info, cancel=job.cancel, progress=job.progress
+        )
+        if writer.stats.frames == 0:
+            raise InputError(f"{job.src}: no frame could be decoded")
+    result.frames = writer.stats.frames
+    return reader, writer.stats.frames
+
+
+def _segmented(job: _Job, result: UpscaleResult):
+    """Segments in the work folder (resumed where an earlier run of this job stopped), then the
+    target joined from them; the work folder goes once the target is in place."""
+    config, info, engine = job.config, job.info, job.engine
+    window = span_window(info, config.start, config.duration)
+    per_segment = segment_frames(info, config.segment_seconds)
+    identity = job_identity(job.src, config, info, engine, per_segment, job.size)
+    reader, written = None, 0
+    with WorkFolder.open(job.dst, identity, resume=config.resume, note=job.note) as work:
+        result.resumed_frames = work.frames_done
+        if work.segments and job.inform is not None:
+            job.inform(
+                f"{job.dst.name}: resuming after frame {work.frames_done} "
+                f"({len(work.segments)} segment(s) kept in {work.path.name})"
+            )
+        if not work.complete:
+            reader, written = _encode_segments(job, work, window, per_segment)
+        if work.frames_done == 0:
+            work.remove()
+            where = " in the --start/--duration span" if window is not None else " could be decoded"
+            raise InputError(f"{job.src}: no frame{where}")
+        with SegmentMuxer(
+            info, job.dst, config.encode, work.files(), size=job.size,
+            overwrite=config.overwrite, window=window, warn=job.note,
+        ) as muxer:  # fmt: skip
+            muxer.copy()
+        result.frames = work.frames_done
+        work.remove()
+    return reader, written
+
+
+def _encode_segments(job: _Job, work: WorkFolder, window: Window | None, per_segment: int):
+    """Run the stages from the first frame no segment holds yet to the end (of the span)."""
+    info, done = job.info, work.frames_done
+    total = expected_frames(info, window)
+    if work.last_pts is not None:
+        window = (window or Window(info.time_base)).after(work.last_pts)
+        reader = SpanReader(info, window, batch_size=job.batch_size, seek_to=work.last_pts)
+    elif window is not None:
+        reader = SpanReader(info, window, batch_size=job.batch_size)
+    else:
+        reader = FrameReader(info, batch_size=job.batch_size)
+    progress = None
+    if job.progress is not None:
+        job.progress(done, total)  # the frames kept from an earlier run show at once
+
+        def progress(n: int, _total: int, report=job.progress) -> None:
+            report(done + n, total)
+
+    with SegmentEncoder(
+        info, work.path, job.config.encode, size=job.size, suffix=job.dst.suffix,
+        frames_per_segment=per_segment, next_index=work.next_index, on_segment=work.add,
+        offset=window.offset if window is not None else 0, warn=job.note,
+    ) as writer:  # fmt: skip
+        _run_stages(
+            reader, writer, job.engine, job.config, info, cancel=job.cancel, progress=progress
+        )
+    work.mark_complete()
+    return reader, writer.stats.frames
+
+
+def segment_frames(info: VideoInfo, seconds: float) -> int:
+    """Frames per segment: about `seconds` of video, as a keyframe interval is."""
+    return max(1, round(seconds * float(info.average_rate or 25)))
 
 
 def _run_stages(

@@ -35,6 +35,7 @@ from .errors import Cancelled, InputError, OutputError, VidsrError
 from .journal import Job, Journal, JournalDamaged, journal_path
 from .media.probe import VideoInfo, probe
 from .pipeline import UpscaleResult
+from .report import LogLines
 from .staging import is_temp_name, remove_stale
 
 log = logging.getLogger("vidsr.watch")
@@ -373,7 +374,8 @@ class Watcher:
 
     def _upscale(self, src: Path, dst: Path, info: VideoInfo, overwrite: bool) -> UpscaleResult:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        return self.runner.run_one(src, dst, info=info, overwrite=overwrite)
+        progress = LogLines(str(src.relative_to(self.inbox)), emit=log.info)  # frames, fps, ETA
+        return self.runner.run_one(src, dst, info=info, overwrite=overwrite, progress=progress)
 
     def _collect(self) -> None:
         for future in [f for f in self._running if f.done()]:
@@ -540,6 +542,9 @@ class _LogReporter:
 
     def warn(self, msg: str) -> None:
         log.warning("%s", msg)
+
+    def info(self, msg: str) -> None:
+        log.info("%s", msg)
 
 
 def watch(config: WatchConfig) -> WatchSummary:

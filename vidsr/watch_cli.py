@@ -31,7 +31,7 @@ def _on_done(ctx, param, value: str) -> tuple[str, Path | None]:
     required=True,
     help="Folder for the upscaled videos; the journal and log go in OUT/.vidsr/.",
 )
-@upscale_options(exclude=("overwrite",))
+@upscale_options(exclude=("overwrite", "skip_existing"))
 @click.option(
     "--stable-secs",
     type=click.FloatRange(min=0),

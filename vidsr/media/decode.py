@@ -22,6 +22,7 @@ from .probe import VideoInfo
 # Accurate rounding and full horizontal chroma interpolation: the default swscale path drifts by
 # a level or two, which the colour round-trip tests would see.
 _SWS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+_NO_TIMESTAMPS = 0x80  # AVFMT_NOTIMESTAMPS: raw elementary streams
 # Pictures held back so that their pts labels can be sorted. Decoders return pictures in display
 # order, but the labels can be a few places out of order: an AVI stores one timestamp per chunk,
 # and with packed B-frames (XviD, DivX) FFmpeg labels them 1, 2, 3, 5, 4, 6, ...
@@ -106,6 +107,18 @@ class FrameReader:
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads inside FFmpeg's decoder
         return self
+
+    def seek(self, pts: int) -> bool:
+        """Start at the keyframe at or before `pts` (inside the with block, before iterating).
+
+        False, and no seek, where the container has no timestamps (raw .h264): its frames are
+        counted from the start, so reading must start there. A demuxer's index can be off: the
+        caller checks the first pts that comes out (vidsr.media.span.SpanReader does).
+        """
+        if self._container.format.flags & _NO_TIMESTAMPS:
+            return False
+        self._container.seek(pts, stream=self._container.streams.video[0], backward=True)
+        return True
 
     def __exit__(self, *exc) -> None:
         if self._container is not None:

@@ -626,7 +626,7 @@ class VideoWriter:
             self._cleanup()
             return
         try:
-            self._mux(self._video.encode(None))  # flush the encoder's delayed frames
+            self._flush_video()
             self._mux_side_until(None)
             for side in self._sides.values():
                 if side.decoder is not None:
@@ -642,6 +642,10 @@ class VideoWriter:
         except BaseException:
             self._cleanup()
             raise
+
+    def _flush_video(self) -> None:
+        """The encoder's delayed frames (a writer of copied packets has none)."""
+        self._mux(self._video.encode(None))
 
     def _commit(self) -> None:
         """Move the finished file into place; never replace an existing file unless asked."""

@@ -1,0 +1,283 @@
+"""A long output written as segments, then joined: what makes a killed run resumable.
+
+`SegmentEncoder` encodes the upscaled frames into video-only files of a fixed number of frames,
+each with a fresh encoder: every segment starts on a keyframe and no frame refers across a seam
+(a closed GOP), and a segment's bytes depend only on its own frames, so one redone after a crash
+is the one an unbroken run writes. Segments use the target's container, whose timestamps are
+exactly as precise as the target's. Each is written under a temp name, renamed, fsynced and only
+then reported (`on_segment`): the caller's journal never lists a segment that is not on disk.
+
+`SegmentMuxer` writes the target: the segments' packets copied in order, pts as encoded (the
+source's), with the source's audio, subtitles and attachments as VideoWriter copies them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..config import EncodeConfig
+from ..errors import OutputError
+from ..staging import WriterLock, temp_path_for
+from .encode import VideoWriter, _write_error
+from .probe import VideoInfo
+from .span import Window, seek_sides, side_packets
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int  # from 1
+    name: str  # file name in the work folder
+    frames: int
+    first_pts: int  # source pts of its first and last frame
+    last_pts: int
+    bytes: int
+
+
+def segment_name(index: int, suffix: str) -> str:
+    return f"seg-{index:06d}{suffix}"
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk: a journal row must not outlive it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def count_frames(path: Path) -> int | None:
+    """Frames that decode from a segment file; None if it does not open or decode."""
+    try:
+        with av.open(str(path)) as c:
+            return sum(1 for _ in c.decode(c.streams.video[0]))
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
+
+
+@dataclass
+class _Full:
+    """A segment with all its frames sent to its encoder, handed over to be finished."""
+
+    out: av.container.OutputContainer
+    video: av.video.stream.VideoStream
+    tmp: Path
+    dst: Path
+    lock: WriterLock
+    index: int
+    frames: int
+    first_pts: int
+    last_pts: int
+
+
+class SegmentEncoder(VideoWriter):
+    """`with SegmentEncoder(...) as w: w.write(rgb, pts)`: VideoWriter's encoder, cut every
+    `frames_per_segment` frames into `folder/seg-NNNNNN<suffix>`.
+
+    A full segment is finished (its encoder drained, the file closed, renamed, fsynced and
+    reported) on a thread of its own while the next one fills: an encoder's drain and the next
+    one's ramp-up overlap instead of adding up at every seam, which counts where many encoder
+    threads run (one 4K x264 on 16 cores). One segment is finished at a time, in order.
+    """
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        folder: Path,
+        encode: EncodeConfig,
+        *,
+        size: tuple[int, int],
+        suffix: str,
+        frames_per_segment: int,
+        next_index: int,
+        on_segment: Callable[[Segment], None],
+        offset: int = 0,
+        warn=None,
+    ):
+        self.folder = Path(folder)
+        self.suffix = suffix
+        self.index = next_index
+        super().__init__(
+            replace(info, other_streams=()),
+            self.folder / segment_name(next_index, suffix),
+            encode,
+            size=size,
+            overwrite=True,
+            warn=warn,
+        )
+        self.frames_per_segment = frames_per_segment
+        self.on_segment = on_segment
+        self.offset = offset  # taken off every pts: a --start span begins where the source does
+        self._count = 0
+        self._first_pts = self._last_pts = 0
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsr-segment")
+        self._finishing: Future | None = None
+
+    def __enter__(self) -> SegmentEncoder:
+        return self  # a segment is opened by its first frame
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        if self._out is None:
+            self._open_segment()
+        super().write(rgb, pts - self.offset)
+        if self._count == 0:
+            self._first_pts = pts
+        self._last_pts = pts
+        self._count += 1
+        if self._count == self.frames_per_segment:
+            self._hand_over()
+
+    def _open_segment(self) -> None:
+        if self._finishing is not None and self._finishing.done():
+            self._wait()  # a failed finish stops the run now, not a segment later
+        self.dst = self.folder / segment_name(self.index, self.suffix)
+        self.tmp = temp_path_for(self.dst)
+        try:
+            self._lock = WriterLock(self.tmp)
+            self._out = av.open(str(self.tmp), "w")
+            self._open_video()  # the same stream set-up as an unsegmented output
+            self._out.start_encoding()
+        except (av.error.FFmpegError, OSError) as e:
+            self._cleanup()
+            raise _write_error(self.dst, e) from None
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def _hand_over(self) -> None:
+        self._wait()  # the one before is done: two encoders at most
+        full = _Full(self._out, self._video, self.tmp, self.dst, self._lock, self.index,
+                     self._count, self._first_pts, self._last_pts)  # fmt: skip
+        self._out = self._video = self._lock = None
+        self.index += 1
+        self._count = 0
+        self._finishing = self._finisher.submit(self._finish, full)
+
+    def _finish(self, full: _Full) -> None:
+        try:
+            full.out.mux(full.video.encode(None))  # the encoder's delayed frames
+            full.out.close()
+            os.replace(full.tmp, full.dst)
+            fsync_path(full.dst)
+            fsync_path(self.folder)
+        except (av.error.FFmpegError, OSError) as e:
+            with contextlib.suppress(Exception):
+                full.out.close()
+            full.tmp.unlink(missing_ok=True)
+            raise _write_error(full.dst, e) from None
+        finally:
+            full.lock.release()
+        size = full.dst.stat().st_size
+        self.on_segment(
+            Segment(full.index, full.dst.name, full.frames, full.first_pts, full.last_pts, size)
+        )
+
+    def _wait(self) -> None:
+        """Until the segment being finished is; its error is raised here."""
+        finishing, self._finishing = self._finishing, None
+        if finishing is not None:
+            finishing.result()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is not None:
+                self._cleanup()  # the segment in progress goes; the full ones are kept
+                with contextlib.suppress(Exception):
+                    self._wait()
+                return
+            try:
+                if self._out is not None:
+                    self._hand_over()
+                self._wait()
+            except BaseException:
+                self._cleanup()
+                raise
+        finally:
+            self._finisher.shutdown(wait=True)
+
+
+class SegmentMuxer(VideoWriter):
+    """`with SegmentMuxer(info, dst, encode, files) as m: m.copy()`: the target from its segments.
+
+    Written to a temp file beside `dst` and renamed into place, as every output is. `window`
+    (a --start/--duration span) selects and shifts the side packets as the video was.
+    """
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        dst: Path,
+        encode: EncodeConfig,
+        segments: list[Path],
+        *,
+        size: tuple[int, int],
+        overwrite: bool = False,
+        window: Window | None = None,
+        warn=None,
+    ):
+        super().__init__(info, dst, encode, size=size, overwrite=overwrite, warn=warn)
+        if not segments:
+            raise ValueError("no segments to join")
+        self.segments = list(segments)
+        self.window = window
+
+    def _open_video(self) -> None:
+        with av.open(str(self.segments[0])) as first:
+            # opaque: a stream for copied packets needs no encoder (AV1 decodes with libdav1d,
+            # a name no encoder has)
+            stream = self._out.add_stream_from_template(first.streams.video[0], opaque=True)
+        stream.time_base = self.info.time_base
+        if self.info.rotation:
+            stream.set_display_rotation(self.info.rotation)
+        for key in ("language", "title", "handler_name"):
+            if key in self.info.metadata:
+                stream.metadata[key] = self.info.metadata[key]
+        self._video = stream
+
+    def _open_sides(self) -> None:
+        super()._open_sides()
+        if self.window is not None and self._side_iter is not None:
+            seek_sides(self._src, self.window)
+            self._side_iter = side_packets(self._side_iter, self.window)
+
+    def _flush_video(self) -> None:
+        pass  # packets are copied: no encoder holds frames back
+
+    def copy(self) -> int:
+        """Copy every segment's packets, in order; returns the packets (frames) written."""
+        last_dts = None
+        for path in self.segments:
+            with av.open(str(path)) as seg:
+                for packet in seg.demux(seg.streams.video[0]):
+                    if not packet.size:
+                        continue
+                    last_dts = _monotonic_dts(packet, last_dts, path)
+                    t = packet.dts if packet.dts is not None else packet.pts
+                    self._mux_side_until(float(t * packet.time_base))
+                    packet.stream = self._video
+                    self._mux(packet)
+                    self.stats.frames += 1
+        return self.stats.frames
+
+
+def _monotonic_dts(packet: av.Packet, last: int | None, path: Path) -> int | None:
+    """Decode timestamps must rise across a seam; a fresh encoder's first ones may not (their
+    reorder delay is extrapolated backwards). Nudged up where pts leaves room, else refused."""
+    dts = packet.dts
+    if dts is None or last is None or dts > last:
+        return dts if dts is not None else last
+    if packet.pts is not None and last + 1 > packet.pts:
+        raise OutputError(f"cannot join {path.name}: its timestamps overlap the segment before")
+    packet.dts = last + 1
+    return last + 1
+
+
+__all__ = ["Segment", "SegmentEncoder", "SegmentMuxer", "count_frames", "segment_name"]

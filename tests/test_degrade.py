@@ -220,7 +220,7 @@ def test_real_chain_is_reproducible_and_varied(scale):
     outs = [real.from_hr(hr, scale, _rng([7, i])) for i in range(12)]
     again = [real.from_hr(hr, scale, _rng([7, i])) for i in range(12)]
     assert all(a.tobytes() == b.tobytes() for a, b in zip(outs, again, strict=True))
-    assert len({o.tobytes() for o in outs}) >= 10  # (a few may be the clean LR)
+    assert len({o.tobytes() for o in outs}) >= 8  # (a quarter may be the clean LR)
     size = 96 // scale
     assert all(o.shape == (size, size, 3) and o.dtype == np.uint8 for o in outs)
     assert real(hr, _rng([7, 0])).tobytes() == real.from_hr(hr, 1, _rng([7, 0])).tobytes()
@@ -299,3 +299,16 @@ def test_real_recipe_resume_equals_uninterrupted(tmp_path):
     assert a["step"] == b["step"] == 4
     for key in ("generator", "ema"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_chroma_subsampling_keeps_the_mean_level():
+    """PIL's 8-bit YCbCr round trip truncates: about a level darker, which a model learns to
+    undo on clean input (a colour shift). The float round trip keeps the mean."""
+    from vidsr.train.degrade import chroma_subsample
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    smooth = np.repeat(np.repeat(img[::4, ::4], 4, 0), 4, 1)  # flat 4x4 blocks: chroma survives
+    for up in ("bilinear", "nearest"):
+        shift = (chroma_subsample(smooth, up).astype(float) - smooth).reshape(-1, 3).mean(0)
+        assert np.abs(shift).max() < 0.3, (up, shift)

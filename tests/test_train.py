@@ -397,3 +397,18 @@ def test_a_torn_log_line_does_not_stop_a_resume(photos, tmp_path):
     with open(tmp_path / "run" / "log.jsonl", "a") as f:
         f.write('{"step": 3, "loss_g": 0.')  # killed mid-write
     assert train(replace(cfg, steps=3, resume=True))["step"] == 3
+
+
+def test_freeze_bn_keeps_the_init_statistics(photos, tmp_path):
+    """Fine-tuning with freeze_bn: the BatchNorm running statistics of the shipped network are
+    what the trained one still uses (train and eval see the same normalisation)."""
+    first = train(_config("srresnet", photos, tmp_path / "a", steps=2))
+    init = first["checkpoint"]
+    before = torch.load(init, weights_only=True)["ema"]  # what --init takes from a checkpoint
+    out = train(_config("srresnet", photos, tmp_path / "b", steps=3, init=init, freeze_bn=True))
+    after = torch.load(out["checkpoint"], weights_only=True)["generator"]
+    stats = [k for k in before if "running_" in k]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    moved = train(_config("srresnet", photos, tmp_path / "c", steps=3, init=init))
+    after = torch.load(moved["checkpoint"], weights_only=True)["generator"]
+    assert any(not torch.equal(before[k], after[k]) for k in stats)  # the default moves them

@@ -406,9 +406,8 @@ class TrainConfig:
     vgg_before_relu: bool = False  # ESRGAN: features taken before the activation
     gan_loss: str = "bce"  # bce (the paper's -log D) or ragan (relativistic average, ESRGAN)
     grid_weight: float = 0.0  # penalises a pattern locked to the sub-pixel phase (grid index)
-    lowpass_weight: float = (
-        0.0  # L1 of 4x-pooled SR vs HR: holds colour and brightness, not texture
-    )
+    lowpass_weight: float = 0.0  # L1 of 4x-pooled SR vs HR: colour and brightness, not texture
+    freeze_bn: bool = False  # fine-tuning: BatchNorm keeps the init's statistics in training too
     discriminator: dict[str, int] = field(default_factory=dict)
     init: Path | None = None  # start from these weights (state_dict, checkpoint, or "shipped")
     needs_init: bool = False  # no --init: start from the shipped weights of `init_from`, or refuse

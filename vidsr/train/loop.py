@@ -375,6 +375,14 @@ def _build(cfg, dd, device, precision, resumed, init, content) -> TrainState:
     if init is not None:
         fit_state(g, init.state, f"the init weights {init.path} do not fit {cfg.model} {arch}")
     g = g.to(device, memory_format=fmt).train()
+    if cfg.freeze_bn:
+        # Fine-tuning: BatchNorm keeps the statistics the network was trained with. Left in train
+        # mode, small GAN/degraded batches move the running averages away from what the batches
+        # themselves are normalised with, and the eval-mode network (what ships) drifts in colour
+        # and brightness while the training loss sees none of it.
+        for m in g.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     autocast = nullcontext()
     if precision != "fp32":
         autocast = torch.autocast(device.type, dtype=_DTYPES[precision])

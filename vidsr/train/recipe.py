@@ -38,7 +38,7 @@ RESUME_FIXED = (
     "model", "arch", "crop", "batch_size", "pixel_loss", "pixel_weight", "content_weight",
     "adversarial_weight", "grid_weight", "lowpass_weight", "vgg", "vgg_before_relu", "gan_loss",
     "discriminator", "betas", "ema_decay", "seed", "degrade", "hr_downscale", "extra_downscales",
-    "crop_tries",
+    "crop_tries", "freeze_bn",
 )  # fmt: skip
 # Not part of a run at all: how this invocation starts (init is unused when resuming) or shows it.
 RESUME_IGNORED = ("resume", "out", "init", "needs_init", "init_from", "quiet", "tensorboard")

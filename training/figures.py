@@ -21,7 +21,8 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from vidsr.train.benchmark import inference_engine, load_benchmark
+from vidsr.train.benchmark import degrade_pairs, inference_engine, load_benchmark
+from vidsr.train.degrade import parse_spec
 from vidsr.train.plots import curve_image, stack_panels
 from vidsr.weights import load_generator
 
@@ -84,11 +85,15 @@ def detailed_window(hr: np.ndarray, size: int) -> tuple[int, int]:
     return corner
 
 
-def crops(benches: list[Path], names: list[str], weights: dict[str, Path], out: Path) -> None:
+def _engines(columns, weights: dict[str, Path]) -> dict:
     engines = {}
-    for name in COLUMNS:
+    for name in columns:
         net, _ = load_generator(name, weights.get(name))
         engines[name] = inference_engine(net, precision="fp32")
+    return engines
+
+
+def _pairs(benches: list[Path], names: list[str], degrade: str | None = None) -> list:
     pairs = [
         (f"{b.name}/{p.name}", p)
         for b in benches
@@ -97,6 +102,24 @@ def crops(benches: list[Path], names: list[str], weights: dict[str, Path], out: 
     ]
     if not pairs:
         raise SystemExit(f"no benchmark image matches {names} in {[str(b) for b in benches]}")
+    if degrade is not None:
+        damaged = degrade_pairs([p for _, p in pairs], parse_spec(degrade))
+        pairs = [(f"{label} ({degrade})", p) for (label, _), p in zip(pairs, damaged, strict=True)]
+    return pairs
+
+
+def crops(
+    benches: list[Path],
+    names: list[str],
+    weights: dict[str, Path],
+    out: Path,
+    *,
+    columns: tuple[str, ...] = COLUMNS,
+    degrades: tuple[str | None, ...] = (None,),
+    file: str | None = "crops.png",
+) -> Image.Image:
+    engines = _engines(columns, weights)
+    pairs = [pair for d in degrades for pair in _pairs(benches, names, d)]
     tiles = []
     for _, pair in pairs:
         top, left = detailed_window(pair.hr, CROP)
@@ -105,25 +128,77 @@ def crops(benches: list[Path], names: list[str], weights: dict[str, Path], out: 
         lt, ll = max(top // 4 - pad, 0), max(left // 4 - pad, 0)
         lr = pair.lr[lt : top // 4 + CROP // 4 + pad, ll : left // 4 + CROP // 4 + pad]
         oy, ox = (top // 4 - lt) * 4, (left // 4 - ll) * 4
-        for name in COLUMNS:
+        for name in columns:
             with torch.no_grad():
                 sr = engines[name](torch.from_numpy(np.ascontiguousarray(lr))[None])[0]
             tiles.append(sr.cpu()[oy : oy + CROP, ox : ox + CROP])
         tiles.append(torch.from_numpy(pair.hr[top : top + CROP, left : left + CROP]))
-    labels = [*COLUMNS, "HR"]
+    labels = [*columns, "HR"]
+    sheet = _sheet(tiles, labels, [label for label, _ in pairs])
+    if file:
+        sheet.save(out / file)
+    return sheet
+
+
+def _sheet(tiles: list, labels: list[str], rows: list[str]) -> Image.Image:
+    """Tiles (CROP x CROP x 3 uint8) in rows of len(labels), enlarged ZOOM x, labelled."""
     grid = make_grid(torch.stack(tiles).permute(0, 3, 1, 2), nrow=len(labels), padding=0)
     tile = CROP * ZOOM
     body = Image.fromarray(grid.permute(1, 2, 0).numpy()).resize(
-        (tile * len(labels), tile * len(pairs)), Image.NEAREST
+        (tile * len(labels), tile * len(rows)), Image.NEAREST
     )
     sheet = Image.new("RGB", (body.width, 20 + body.height), "white")
     sheet.paste(body, (0, 20))
     draw = ImageDraw.Draw(sheet)
     for c, label in enumerate(labels):
         draw.text((c * tile + 6, 4), label, fill="black")
-    for r, (label, _) in enumerate(pairs):
+    for r, label in enumerate(rows):
         draw.text((4, 20 + r * tile + 4), label, fill="yellow")
-    sheet.save(out / "crops.png")
+    return sheet
+
+
+REAL_COLUMNS = ("bicubic", "srresnet", "real")
+
+
+def clip_frames(video: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(video)) as c:
+        return [frame.to_ndarray(format="rgb24") for frame in c.decode(video=0)]
+
+
+def matching_frame(frame: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:
+    """The candidate closest to `frame` (the two clips need not start on the same frame)."""
+    errors = [float(np.mean((c.astype(np.float32) - frame) ** 2)) for c in candidates]
+    return candidates[int(np.argmin(errors))]
+
+
+def crops_real(bench: Path, names: list[str], weights: dict[str, Path], clip: Path | None,
+               out: Path) -> None:  # fmt: skip
+    """crops_real.png: compressed-LR crops (each named mix) bicubic | srresnet | real | HR, then
+    one frame of a real low-quality clip through the same models (its pristine twin beside it,
+    nearest-enlarged, where one exists)."""
+    panels = [crops([bench], names, weights, out, columns=REAL_COLUMNS,
+                    degrades=("web", "legacy"), file=None)]  # fmt: skip
+    if clip is not None:
+        engines = _engines(REAL_COLUMNS, weights)
+        lr = clip_frames(clip)[60]
+        side = CROP * ZOOM // 4  # LR pixels: the 4x output fills a tile without enlarging
+        top, left = detailed_window(lr, side)
+        window = lr[top : top + side, left : left + side]
+        tiles = []
+        for name in REAL_COLUMNS:
+            with torch.no_grad():
+                tiles.append(engines[name](torch.from_numpy(np.ascontiguousarray(window))[None])[0])
+        twin = clip.with_name(clip.name.replace("distorted", "pristine"))
+        if twin != clip and twin.is_file():
+            ref = matching_frame(lr, clip_frames(twin))[top : top + side, left : left + side]
+            tiles.append(torch.from_numpy(np.repeat(np.repeat(ref, 4, 0), 4, 1)))
+        else:
+            tiles.append(torch.zeros_like(tiles[0]))
+        labels = [*REAL_COLUMNS, "pristine source (4x nearest)"]
+        panels.append(_sheet([t.cpu() for t in tiles], labels, [f"{clip.name} frame 60"]))
+    stack_panels(panels).save(out / "crops_real.png")
 
 
 def main() -> None:
@@ -135,15 +210,19 @@ def main() -> None:
     )
     ap.add_argument("--weights", action="append", default=[], help="NAME=FILE instead of shipped")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--real", type=Path, help="crops_real.png from this benchmark folder (Set14)")
+    ap.add_argument("--clip", type=Path, help="with --real: a low-quality clip for its last row")
     args = ap.parse_args()
     if any("=" not in kv for kv in args.run + args.weights):
         ap.error("--run and --weights take NAME=PATH")
     runs = dict(kv.split("=", 1) for kv in args.run)
     if runs:
         curves({k: Path(v) for k, v in runs.items()}, args.out)
+    weights = {k: Path(v) for k, v in (kv.split("=", 1) for kv in args.weights)}
     if args.bench:
-        weights = {k: Path(v) for k, v in (kv.split("=", 1) for kv in args.weights)}
         crops(args.bench, args.image, weights, args.out)
+    if args.real:
+        crops_real(args.real, args.image, weights, args.clip, args.out)
 
 
 if __name__ == "__main__":

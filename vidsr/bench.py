@@ -150,18 +150,10 @@ def run_bench(
     """`weights`: a model file of any architecture (vidsr's or a community one) instead of
     `model` with random weights."""
     width, height = parse_size(size)
-    if weights is not None:
-        from .weights import load_network
-
-        net, _ = load_network("auto", Path(weights))
-        model = type(getattr(net, "net", net)).__name__
-    elif model in MODELS:
-        net = build_model(model)
-    else:
-        raise VidsrError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    net = _network(model, weights)
     engine = Engine(net, device=device, precision=precision, tile=tile, threads=threads)
     config = UpscaleConfig(
-        model=model if model in MODELS else "bicubic",  # the engine is given: only for checks
+        model=model if model in MODELS and weights is None else "bicubic",  # only for checks
         device=device,
         precision=precision,
         batch_size=batch_size,
@@ -174,22 +166,8 @@ def run_bench(
         clip = write_sample(
             Path(tmp) / "clip.mp4", width=width, height=height, seconds=frames / 25, fps=25
         )
-        info = probe(clip)
-        batch = resolve_batch_size(engine, batch_size, info)
-        config = replace(config, batch_size=batch)
-        segmented = replace(config, segment_seconds=max(1, frames // 2) / 25, resume=False)
-        still = np.stack([sample_frame(i, width, height) for i in range(min(frames, 3 * batch))])
-        best = dict(model=0.0, pipeline=0.0, segmented=0.0, decode=0.0, encode=0.0)
-        for _ in range(max(1, repeat)):
-            best["model"] = max(best["model"], model_fps(engine, still, batch, frames))
-            best["decode"] = max(best["decode"], decode_fps(clip, batch))
-            best["encode"] = max(
-                best["encode"],
-                encode_fps(clip, Path(tmp) / "enc.mp4", config, engine.scale, frames),
-            )
-            for name, cfg in (("pipeline", config), ("segmented", segmented)):
-                result = upscale_file(clip, Path(tmp) / f"{name}.mp4", cfg, engine=engine)
-                best[name] = max(best[name], result.frames / result.seconds)
+        batch = resolve_batch_size(engine, batch_size, probe(clip))
+        best = _measure(engine, replace(config, batch_size=batch), clip, frames, repeat, Path(tmp))
     return BenchResult(
         **{f"{k}_fps": round(v, 3) for k, v in best.items()},
         device=str(engine.device),
@@ -198,6 +176,38 @@ def run_bench(
         size=f"{width}x{height}",
         scale=engine.scale,
     )
+
+
+def _network(model: str, weights: Path | None):
+    if weights is not None:
+        from .weights import load_network
+
+        return load_network("auto", Path(weights))[0]
+    if model not in MODELS:
+        raise VidsrError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    return build_model(model)
+
+
+def _measure(
+    engine: Engine, config: UpscaleConfig, clip: Path, frames: int, repeat: int, tmp: Path
+) -> dict[str, float]:
+    """Best of `repeat` of each measurement, interleaved so a busy moment hits them alike."""
+    info = probe(clip)
+    batch = int(config.batch_size)
+    segmented = replace(config, segment_seconds=max(1, frames // 2) / 25, resume=False)
+    still = np.stack(
+        [sample_frame(i, info.width, info.height) for i in range(min(frames, 3 * batch))]
+    )
+    best = dict(model=0.0, pipeline=0.0, segmented=0.0, decode=0.0, encode=0.0)
+    for _ in range(max(1, repeat)):
+        best["model"] = max(best["model"], model_fps(engine, still, batch, frames))
+        best["decode"] = max(best["decode"], decode_fps(clip, batch))
+        enc = encode_fps(clip, tmp / "enc.mp4", config, engine.scale, frames)
+        best["encode"] = max(best["encode"], enc)
+        for name, cfg in (("pipeline", config), ("segmented", segmented)):
+            result = upscale_file(clip, tmp / f"{name}.mp4", cfg, engine=engine)
+            best[name] = max(best[name], result.frames / result.seconds)
+    return best
 
 
 __all__ = ["BenchResult", "parse_size", "run_bench"]

@@ -317,3 +317,15 @@ def test_codec_auto_says_what_it_took(clip, tmp_path):
     assert r.exit_code == 0, r.output
     assert "--codec auto: libx264" in r.output  # no NVIDIA encoder opens on this machine
     assert out.is_file()
+
+
+def test_a_frame_size_no_encoder_takes_fails_alone_and_the_folder_goes_on(tmp_path, clip):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    make_clip(inbox / "a_wide.mkv", width=4097, height=16, frames=2, audio=False, vfr=False,
+              pix_fmt="yuv444p")  # fmt: skip  # x4: 16388x64, past libx264's limit
+    (inbox / "b.mp4").write_bytes(clip.read_bytes())
+    r = run("upscale", inbox, "-o", tmp_path / "out", "--model", "bicubic")
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert "a_wide.mkv" in r.output and "16388x64" in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b_x4.mp4"]

@@ -145,6 +145,7 @@ def run_watched(runner, jobs, kill: str | None = None):
     return results, watch
 
 
+@pytest.mark.slow  # the cluster tests take about 45 s together on 2 cores
 def test_a_folder_and_a_long_video_on_two_workers_match_a_local_run(cluster, folder, tmp_path):
     from vidsr.distributed import RayRunner, estimate
 
@@ -166,6 +167,7 @@ def test_a_folder_and_a_long_video_on_two_workers_match_a_local_run(cluster, fol
     assert sum(totals) == sum(r.frames for r in results) == 150
 
 
+@pytest.mark.slow  # the cluster tests take about 45 s together on 2 cores
 def test_a_worker_killed_mid_segment_loses_and_doubles_nothing(cluster, folder, tmp_path):
     from vidsr.distributed import RayRunner
 
@@ -185,6 +187,7 @@ def test_a_worker_killed_mid_segment_loses_and_doubles_nothing(cluster, folder, 
     assert_same_as_local(out, local)  # every frame once, at its pts, the same pixels and audio
 
 
+@pytest.mark.slow  # the cluster tests take about 45 s together on 2 cores
 def test_cli_upscale_and_the_api_take_ray(cluster, folder, tmp_path):
     inbox, local, _ = folder
     small = tmp_path / "small"
@@ -204,6 +207,7 @@ def test_cli_upscale_and_the_api_take_ray(cluster, folder, tmp_path):
     assert result.frames == 12 and dst.is_file()
 
 
+@pytest.mark.slow  # the cluster tests take about 45 s together on 2 cores
 def test_watch_joins_a_running_cluster_by_its_address(cluster, folder, tmp_path):
     """`vidsr watch INBOX --out OUT --ray ADDRESS` from another process: a second driver."""
     inbox, local, _ = folder

@@ -285,3 +285,31 @@ def test_workers_ask_for_one_gpu_each_where_the_cluster_has_gpus():
     assert worker_slots(gpus, config(device="cuda")) == (8, {"num_gpus": 1, "num_cpus": 1})
     assert worker_slots(gpus, config(device="cpu")) == (64, {"num_cpus": 1})
     assert worker_slots({"CPU": 2.0}, config(device="auto")) == (2, {"num_cpus": 1})
+
+
+SIGTERM_AFTER_INIT = """
+import os, signal, sys, time
+got = []
+signal.signal(signal.SIGTERM, lambda *a: got.append(1))
+from vidsr.distributed import connected
+with connected("auto"):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)
+print("handled" if got else "lost", flush=True)
+"""
+
+
+@pytest.mark.slow  # starts a Ray instance of its own
+def test_ray_does_not_take_sigterm_from_the_cli(cluster, tmp_path):
+    """Ray's core worker installs a SIGTERM handler that kills the driver; the CLI's own one
+    (a clean stop: journals closed, exit 143) must still be the one that runs."""
+    temp = tempfile.mkdtemp(prefix="vs", dir="/tmp")  # Ray's sockets need a short path
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", SIGTERM_AFTER_INIT],
+            env={**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": temp},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    assert proc.stdout.strip() == "handled", (proc.returncode, proc.stderr[-2000:])

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -78,15 +79,27 @@ def connected(address: str) -> Iterator:
         options.update(address="local", include_dashboard=False)
     else:
         options["address"] = address
+    handlers = _signal_handlers()
     try:
         ray.init(**options)
     except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError from Ray
         where = "start Ray here" if address == AUTO else f"connect to the Ray cluster at {address}"
         raise ConfigError("--ray", f"cannot {where}: {_reason(e)}") from None
+    finally:
+        # Ray's core worker takes SIGTERM for itself and dies on it; the CLI's handler stops
+        # the run cleanly instead (its work folders journalled, exit code 143)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _signal_handlers() -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _reason(e: BaseException) -> str:
@@ -398,7 +411,8 @@ class RayRunner:
                         i = futures[future]
                         results[i] = self._finished(future, jobs[i], len(jobs))
                         done[i] = expected[i] = results[i].frames  # what it had, exactly
-                    if bar is not None:
+                    if bar is not None and (any(done) or finished):
+                        # the bar's first count is its baseline: an earlier run's frames, not speed
                         bar(sum(done), sum(expected))
             except BaseException:
                 self.cancel.set()  # the job threads stop their tasks and close their journals
@@ -470,6 +484,8 @@ class _Job:
             sparse=True,
         ) as work:  # fmt: skip
             self.resumed = work.frames_done
+            if self.progress is not None:
+                self.progress(self.resumed, self.total)  # kept frames show at once, as done
             if work.segments:
                 self._say("info", f"{self.dst.name}: resuming: {len(work.segments)} of "
                           f"{len(plan.windows)} segments kept in {work.path.name}")  # fmt: skip

@@ -453,12 +453,12 @@ class _Job:
         return Task(kind, self.number, self.src, self.dst, self.overwrite, **kw)
 
     def run(self) -> UpscaleResult:
-        t0 = time.perf_counter()
         try:
             outcome = self.call(self.task("start"))
             if outcome.plan is None:
                 return outcome.result
-            return self._segmented(outcome.plan, t0)
+            # timed from the plan on, as a local run is timed from its probe on
+            return self._segmented(outcome.plan, time.perf_counter())
         finally:
             with contextlib.suppress(Exception):
                 self.runner.board.forget.remote(self.number)

@@ -26,7 +26,7 @@ def upscale_video(
 
     `options` are the upscale options by name, exactly those of `vidsr upscale` (see
     vidsr.config.OPTIONS: weights, overwrite, device, precision, batch_size, tile, codec, crf,
-    encoder_preset, pix_fmt, container, resume, start, duration, skip_existing). `preset` (a
+    encoder_preset, pix_fmt, container, resume, start, duration, skip_existing, ray). `preset` (a
     name such as "fast", or a .toml file) fills every option left out or None; explicit
     arguments win. Raises vidsr.errors.VidsrError subclasses with a one-line message
     (ConfigError for a bad value); the target path is never left half-written: an interrupted
@@ -41,6 +41,11 @@ def upscale_video(
         if dst is not None
         else default_output(src, None, config.container, output_tag(config))
     )
+    if config.ray is not None:  # the file (a long one: its segments) on a Ray cluster
+        from .distributed import RayRunner
+
+        with RayRunner(config, cancel=cancel) as runner:
+            return runner.run_one(src, dst, progress=progress)
     return BatchRunner(config, cancel=cancel).run_one(src, dst, progress=progress)
 
 

@@ -31,7 +31,17 @@ from .media.images import (
     write_image,
 )
 from .media.probe import VideoInfo, probe
-from .pipeline import Progress, UpscaleResult, precision_for, upscale_file
+from .media.span import Window
+from .pipeline import (
+    Progress,
+    SegmentPlan,
+    SegmentResult,
+    UpscaleResult,
+    encode_segment,
+    plan_segments,
+    precision_for,
+    upscale_file,
+)
 from .staging import is_temp_name, remove_stale
 
 VIDEO_EXTENSIONS = frozenset(
@@ -235,8 +245,7 @@ class BatchRunner:
         With --skip-existing, an output that exists is left alone: a result with `skipped` set.
         """
         src, dst = Path(src), Path(dst)
-        config = self._for_output(dst.suffix)
-        config = config if overwrite is None else replace(config, overwrite=overwrite)
+        config = self._job_config(dst, overwrite)
         if config.skip_existing and dst.is_file():
             return UpscaleResult(src, dst, skipped=True, output_bytes=dst.stat().st_size)
         if is_image(src):
@@ -256,6 +265,43 @@ class BatchRunner:
             warn=warn or self._warn,
             inform=inform or getattr(self.reporter, "info", None),
         )
+
+    def _job_config(self, dst: Path, overwrite: bool | None) -> UpscaleConfig:
+        config = self._for_output(dst.suffix)
+        return config if overwrite is None else replace(config, overwrite=overwrite)
+
+    def plan(self, src: Path, dst: Path, *, overwrite: bool | None = None) -> SegmentPlan | None:
+        """A long video's segments as tasks for a distributed run (vidsr.distributed), after the
+        checks run_one makes; None: run it whole with run_one (an image, an output that
+        --skip-existing keeps, a short video)."""
+        src, dst = Path(src), Path(dst)
+        config = self._job_config(dst, overwrite)
+        if is_image(src) or (config.skip_existing and dst.is_file()):
+            return None
+        info = probe(src)
+        check_target(src, dst, config, info)
+        self._sweep(dst.parent)
+        return plan_segments(src, dst, config, engine=self.engines.get(config, info), info=info)
+
+    def run_segment(
+        self,
+        src: Path,
+        dst: Path,
+        info: VideoInfo,
+        window: Window,
+        index: int,
+        *,
+        overwrite: bool | None = None,
+        progress: Progress | None = None,
+    ) -> SegmentResult:
+        """Segment `index` of a plan (its `window`) into the work folder beside `dst`; the
+        caller journals it, and run_one joins the target once every segment is there."""
+        config = self._job_config(Path(dst), overwrite)
+        engine = self.engines.get(config, info)
+        return encode_segment(
+            Path(src), Path(dst), config, engine=engine, info=info, window=window, index=index,
+            cancel=self.cancel, progress=progress, warn=self._warn,
+        )  # fmt: skip
 
     def _run_image(
         self,
@@ -313,11 +359,19 @@ def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> lis
     from .report import Reporter
 
     out = Path(output) if output is not None else None
+    if config.ray is not None:
+        from .distributed import import_ray
+
+        import_ray()  # without the extra, one line before any folder is made
     jobs = plan_jobs(Path(input), out, config.container, output_tag(config))
     runner = BatchRunner(config, reporter=Reporter(quiet=config.quiet))
     for suffix in {dst.suffix for src, dst in jobs if not is_image(src)}:
         # an impossible codec/container fails before any work
         check_encode(runner._for_output(suffix).encode, suffix)
+    if config.ray is not None:
+        from .distributed import run_on_ray
+
+        return run_on_ray(jobs, config, reporter=runner.reporter)
     return runner.run_many(jobs)
 
 

@@ -63,6 +63,8 @@ def upscale_options(fn=None, *, exclude: tuple[str, ...] = ()):
             )
         else:
             kwargs.update(type=_Parsed(opt), default=opt.default)
+            if opt.flag_value is not None:  # the value may be left out: `--ray` is `--ray auto`
+                kwargs.update(is_flag=False, flag_value=opt.flag_value)
         fn = click.option(*opt.flags, opt.name, **kwargs)(fn)
     return click.option(
         "--preset",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,24 @@ def parse_flag(v: Any) -> bool:
     raise ValueError(f"expected true or false, got {v!r}")
 
 
+# A Ray cluster's address as `ray.init` takes it: the head's GCS (head:6379) or Ray Client's
+# (ray://head:10001).
+_RAY_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}")
+
+
+def parse_ray(v: Any) -> str | None:
+    """--ray: auto (a new Ray instance on this machine) or the address of a running cluster."""
+    if v is None or v is False:
+        return None
+    if v is True:
+        return AUTO
+    if isinstance(v, str) and (v == AUTO or _RAY_ADDRESS.fullmatch(v)):
+        return v
+    raise ValueError(
+        f"expected auto or a Ray cluster address (head:6379, ray://head:10001), got {v!r}"
+    )
+
+
 def parse_time(v: Any) -> float | None:
     """Seconds (90, 1.5) or [HH:]MM:SS[.ms] (1:02:03.250), as seconds rounded to the microsecond."""
     if v is None:
@@ -206,6 +225,7 @@ class Option:
     preset: bool = True  # may a preset set it
     is_flag: bool = False
     metavar: str | None = None
+    flag_value: Any = None  # an option whose value may be left out (`--ray` alone: auto)
 
     @property
     def target(self) -> str:
@@ -258,6 +278,10 @@ OPTIONS: tuple[Option, ...] = (
            "frames before start + duration.", parse_time, None, preset=False, metavar="D"),
     Option("skip_existing", ("--skip-existing",), "Leave outputs that exist alone and count them "
            "as skipped (re-runs over a folder).", parse_flag, False, preset=False, is_flag=True),
+    Option("ray", ("--ray",), "Run every file, and every segment of a long one, as a task on a "
+           "Ray cluster: auto (or --ray alone) starts Ray on this machine with all its GPUs; "
+           "ADDRESS joins a running cluster (head:6379). Needs pip install 'vidsr[ray]'.",
+           parse_ray, None, preset=False, metavar="auto|ADDRESS", flag_value=AUTO),
 )  # fmt: skip
 OPTION_NAMES = {o.name: o for o in OPTIONS}
 # Values that belong to one codec: an explicit codec other than a preset's drops the preset's.
@@ -313,6 +337,7 @@ class UpscaleConfig:
     start: float | None = None  # seconds from the first frame
     duration: float | None = None  # seconds
     skip_existing: bool = False
+    ray: str | None = None  # auto or a cluster address: the jobs run as Ray tasks (distributed)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     queue_frames: int = 8  # frames buffered between stages: bounds memory on long videos
     # Output is encoded in closed-GOP segments of about this long, so a killed run loses at most
@@ -349,6 +374,8 @@ class UpscaleConfig:
             raise ConfigError("--skip-existing", "cannot be combined with --overwrite")
         if not 0 <= self.segment_seconds < float("inf"):
             raise ConfigError("segment_seconds", "must be 0 (one pass) or more")
+        if self.ray is not None and self.device.startswith("cuda:"):
+            raise ConfigError("--device", "not cuda:N with --ray: Ray gives each worker its GPU")
         if self.segment_seconds == 0 and (self.start is not None or self.duration is not None):
             raise ConfigError("--start", "a span needs segmented output (segment_seconds > 0)")
 

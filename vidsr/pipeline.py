@@ -7,6 +7,7 @@ The same stages serve CPU and GPU; on a GPU, batches travel through pinned host 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +22,16 @@ from .errors import Cancelled, InputError
 from .media.decode import FrameReader, working_format
 from .media.encode import VideoWriter, check_encode, choose_pix_fmt, encoder_options
 from .media.probe import VideoInfo, probe
-from .media.segments import SegmentEncoder, SegmentMuxer
-from .media.span import SpanReader, Window, expected_frames, span_window
-from .resume import WorkFolder, job_identity
+from .media.segments import Segment, SegmentEncoder, SegmentMuxer
+from .media.span import (
+    SpanReader,
+    Window,
+    expected_frames,
+    frame_pts,
+    segment_windows,
+    span_window,
+)
+from .resume import WorkFolder, job_identity, work_path
 from .slots import SlotRing
 
 _END = object()  # queue sentinel: the stage before has finished
@@ -260,16 +268,117 @@ def _encode_segments(job: _Job, work: WorkFolder, window: Window | None, per_seg
         def progress(n: int, _total: int, report=job.progress) -> None:
             report(done + n, total)
 
+    offset = window.offset if window is not None else 0
+    written = _write_segments(job, reader, work.path, per_segment, work.next_index, work.add,
+                              offset, progress)  # fmt: skip
+    work.mark_complete()
+    return reader, written
+
+
+def _write_segments(
+    job: _Job,
+    reader,
+    folder: Path,
+    per_segment: int,
+    next_index: int,
+    on_segment: Callable[[Segment], None],
+    offset: int,
+    progress: Progress | None,
+) -> int:
+    """The stages from `reader` into segments `next_index`, ... in `folder`; frames written."""
     with SegmentEncoder(
-        info, work.path, job.config.encode, size=job.size, suffix=job.dst.suffix,
-        frames_per_segment=per_segment, next_index=work.next_index, on_segment=work.add,
-        offset=window.offset if window is not None else 0, warn=job.note,
+        job.info, folder, job.config.encode, size=job.size, suffix=job.dst.suffix,
+        frames_per_segment=per_segment, next_index=next_index, on_segment=on_segment,
+        offset=offset, warn=job.note,
     ) as writer:  # fmt: skip
         _run_stages(
-            reader, writer, job.engine, job.config, info, cancel=job.cancel, progress=progress
+            reader, writer, job.engine, job.config, job.info, cancel=job.cancel, progress=progress
         )
-    work.mark_complete()
-    return reader, writer.stats.frames
+    return writer.stats.frames
+
+
+# -- a segmented job as independent tasks (vidsr.distributed) -----------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """A segmented job cut into tasks that run anywhere, in any order: segment k holds the
+    frames of windows[k - 1]. The cuts are where a sequential run cuts (every `per_segment`
+    frames), so the segments, and the target joined from them, are the ones it writes."""
+
+    info: VideoInfo
+    identity: dict[str, str]  # of the work folder (vidsr.resume.job_identity)
+    per_segment: int
+    windows: tuple[Window, ...]
+    frames: int  # in all windows
+    description: str  # describe_run's line
+
+
+@dataclass
+class SegmentResult:
+    segment: Segment | None  # None: no frame came out in its window
+    repeated_frames: int = 0  # for undecodable packets
+    corrupt_frames: int = 0  # decoded with errors
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_segments(
+    src: Path, dst: Path, config: UpscaleConfig, *, engine: Engine, info: VideoInfo
+) -> SegmentPlan | None:
+    """The segments of this job as tasks; None where it is one task: one-pass output, a source
+    without timestamps (it cannot be read from a point), or a single segment's worth."""
+    if not config.segment_seconds:
+        return None
+    span = span_window(info, config.start, config.duration)
+    per_segment = segment_frames(info, config.segment_seconds)
+    pts = frame_pts(info, span)
+    if pts is None or len(pts) <= per_segment:
+        return None
+    size = engine.output_size(info.height, info.width)
+    batch = resolve_batch_size(engine, config.batch_size, info)
+    return SegmentPlan(
+        info=info,
+        identity=job_identity(Path(src), config, info, engine, per_segment, size),
+        per_segment=per_segment,
+        windows=tuple(segment_windows(span, pts, per_segment, info.time_base)),
+        frames=len(pts),
+        description=describe_run(Path(src), Path(dst), config, engine, info, batch),
+    )
+
+
+def encode_segment(
+    src: Path,
+    dst: Path,
+    config: UpscaleConfig,
+    *,
+    engine: Engine,
+    info: VideoInfo,
+    window: Window,
+    index: int,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> SegmentResult:
+    """Segment `index` of a planned job, alone, into the target's work folder (which the caller
+    opened and whose journal it keeps): the frames of `window`, read from a seek near it."""
+    result = SegmentResult(None)
+
+    def note(msg: str) -> None:
+        result.warnings.append(msg)
+        if warn is not None:
+            warn(msg)
+
+    engine.warn = note
+    batch_size = resolve_batch_size(engine, config.batch_size, info)
+    job = _Job(Path(src), Path(dst), config, engine, info, batch_size, cancel, progress, note, None)
+    reader = SpanReader(info, window, batch_size=batch_size)
+    done: list[Segment] = []
+    # one segment, however many frames the window holds: the next index is another task's
+    _write_segments(job, reader, work_path(job.dst), sys.maxsize, index, done.append,
+                    window.offset, progress)  # fmt: skip
+    result.segment = done[0] if done else None
+    result.repeated_frames, result.corrupt_frames = reader.repeated_frames, reader.corrupt_frames
+    return result
 
 
 def segment_frames(info: VideoInfo, seconds: float) -> int:

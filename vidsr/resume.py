@@ -147,10 +147,13 @@ class WorkFolder:
         *,
         resume: bool = True,
         note: Callable[[str], None] | None = None,
+        sparse: bool = False,
     ) -> Iterator[WorkFolder]:
+        """`sparse`: keep finished segments after a missing one (a distributed run finishes
+        them out of order); a sequential run keeps the unbroken run from the first only."""
         work = cls(dst)
         try:
-            work._take(identity, resume=resume, note=note or (lambda msg: None))
+            work._take(identity, resume=resume, note=note or (lambda msg: None), sparse=sparse)
             yield work
         finally:
             if not work.segments and work._lock_fd is not None:
@@ -221,7 +224,9 @@ class WorkFolder:
             self._lock_fd = None
 
     # -- opening ---------------------------------------------------------------------------------
-    def _take(self, identity: dict[str, str], *, resume: bool, note: Callable[[str], None]) -> None:
+    def _take(
+        self, identity: dict[str, str], *, resume: bool, note: Callable[[str], None], sparse: bool
+    ) -> None:
         if not os.access(self.dst.parent, os.W_OK | os.X_OK):
             raise OutputError(f"output folder is not writable: {self.dst.parent}")
         try:
@@ -242,7 +247,7 @@ class WorkFolder:
         if not resume or old != identity:
             segments, complete = [], False
             self._reset(identity)
-        self.segments = self._verified(segments)
+        self.segments = self._verified(segments, sparse=sparse)
         self.complete = complete and len(self.segments) == len(segments)
         self._sweep()
 
@@ -293,9 +298,12 @@ class WorkFolder:
                 "INSERT INTO job VALUES (?, ?)", [(f"id.{k}", v) for k, v in identity.items()]
             )
 
-    def _verified(self, segments: list[Segment]) -> list[Segment]:
+    def _verified(self, segments: list[Segment], *, sparse: bool = False) -> list[Segment]:
         """The segments that are on disk at their recorded size, in an unbroken run from the
-        first, the last of them decoding to its recorded frame count."""
+        first, the last of them decoding to its recorded frame count. `sparse`: every such
+        segment, the last of each unbroken run decoding to its count."""
+        if sparse:
+            return self._verified_sparse(segments)
         good: list[Segment] = []
         for s in segments:
             f = self.path / s.name
@@ -309,6 +317,31 @@ class WorkFolder:
                 self._db.execute("DELETE FROM segment WHERE idx > ?", (len(good),))
                 self._db.execute("DELETE FROM job WHERE key = 'complete'")
         return good
+
+    def _verified_sparse(self, segments: list[Segment]) -> list[Segment]:
+        # A segment is journalled only once it is fsynced, in any order; decoding every one
+        # would cost a film's decode on each resume, so the ends of runs stand for them, as the
+        # last segment does for a sequential run.
+        on_disk = [s for s in segments if self._intact(s)]
+        indices = {s.index for s in on_disk}
+        good = [
+            s
+            for s in on_disk
+            if s.index + 1 in indices or count_frames(self.path / s.name) == s.frames
+        ]
+        if len(good) < len(segments):
+            kept = {s.index for s in good}
+            with self._db:
+                self._db.executemany(
+                    "DELETE FROM segment WHERE idx = ?",
+                    [(s.index,) for s in segments if s.index not in kept],
+                )
+                self._db.execute("DELETE FROM job WHERE key = 'complete'")
+        return good
+
+    def _intact(self, segment: Segment) -> bool:
+        f = self.path / segment.name
+        return f.is_file() and f.stat().st_size == segment.bytes
 
     def _sweep(self) -> None:
         """Files the journal does not list: a segment renamed just before a kill, temp files of

@@ -166,6 +166,12 @@ class Watcher:
         self._signalled = False
         self.journal: Journal | None = None
         self.runner = BatchRunner(config.upscale, cancel=self.cancel)
+        self.jobs = config.jobs
+        if config.upscale.ray is not None:  # the same jobs, run by Ray workers
+            from .distributed import RayRunner
+
+            self.runner = RayRunner(config.upscale, cancel=self.cancel)
+            self.jobs = max(config.jobs, len(self.runner.workers))  # every worker has a file
         self._tag = output_tag(config.upscale)
         self.runner.reporter = _LogReporter()
 
@@ -319,7 +325,7 @@ class Watcher:
 
     def _start_due(self, pool: ThreadPoolExecutor) -> None:
         for job in self.journal.due(time.time()):
-            if len(self._running) >= self.config.jobs:
+            if len(self._running) >= self.jobs:
                 return
             src = Path(job.path)
             try:
@@ -473,6 +479,12 @@ class Watcher:
         )
 
     def run(self) -> WatchSummary:
+        try:
+            return self._run()
+        finally:
+            getattr(self.runner, "close", lambda: None)()  # a Ray runner's workers and session
+
+    def _run(self) -> WatchSummary:
         self._check()
         state_dir = journal_path(self.out).parent
         try:
@@ -508,7 +520,7 @@ class Watcher:
         )
         self._rescan()
         last_scan = time.monotonic()
-        pool = ThreadPoolExecutor(max_workers=c.jobs, thread_name_prefix="vidsr-job")
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="vidsr-job")
         try:
             while True:
                 self._collect()

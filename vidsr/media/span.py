@@ -20,7 +20,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .decode import FrameBatch, FrameReader
+from .decode import _NO_TIMESTAMPS, FrameBatch, FrameReader
 from .probe import VideoInfo
 
 # Side packets are read this far past the span's end before reading stops: demuxers interleave
@@ -67,6 +67,33 @@ def span_window(info: VideoInfo, start: float | None, duration: float | None) ->
     if duration is not None:
         end = origin + math.ceil((begin + Fraction(duration).limit_denominator(10**6)) / tb)
     return Window(tb, first, end, (first - origin) if first is not None else 0, origin)
+
+
+def frame_pts(info: VideoInfo, window: Window | None = None) -> list[int] | None:
+    """The pts of the frames a read of `window` gives, in order, from the packets alone (no
+    decoding): FrameReader makes one frame per packet timestamp. None where the container has
+    no timestamps (a raw .h264 cannot be read from a point)."""
+    with av.open(str(info.path)) as c:
+        if c.format.flags & _NO_TIMESTAMPS:
+            return None
+        stream = c.streams.video[0]
+        found = {p.pts for p in c.demux(stream) if p.pts is not None and p.size}
+    first = window.first if window is not None else None
+    end = window.end if window is not None else None
+    return sorted(t for t in found if (first is None or t >= first) and (end is None or t < end))
+
+
+def segment_windows(span: Window | None, pts: list[int], per: int, time_base) -> list[Window]:
+    """`pts` cut every `per` frames, as a sequential run cuts its segments: window k holds the
+    frames of segment k. They tile the span, so every frame a reader gives falls in one."""
+    base = span or Window(time_base)
+    starts = pts[per::per]
+    firsts = [base.first, *starts]
+    ends = [*starts, base.end]
+    return [
+        Window(base.time_base, first, end, base.offset, base.origin)
+        for first, end in zip(firsts, ends, strict=True)
+    ]
 
 
 def expected_frames(info: VideoInfo, window: Window | None) -> int:
@@ -218,4 +245,12 @@ def _clip_subtitle(packet: av.Packet, begin: Fraction | None, end: Fraction | No
     return True
 
 
-__all__ = ["SpanReader", "Window", "expected_frames", "side_packets", "span_window"]
+__all__ = [
+    "SpanReader",
+    "Window",
+    "expected_frames",
+    "frame_pts",
+    "segment_windows",
+    "side_packets",
+    "span_window",
+]

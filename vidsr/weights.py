@@ -56,9 +56,9 @@ SHIPPED: dict[str, WeightsRecord] = {
         WeightsRecord(
             "srgan",
             "srgan.pt",
-            "90555e3af73c3124ba7dfa40168c412e4eb488757dc2ad3ab2b1a9eeda089255",
-            description="recipe srgan from srresnet, VGG16 conv2_2 content + 1e-3 adversarial"
-            " + 5x pixel MSE, 259 steps on the 2-core CPU",
+            "5205da033551b9068f193bf567cd8f8d5f5f8b042ae35303e91e48ec8df50d0b",
+            description="from srresnet: L1 pixel + 0.2 VGG16 conv2_2 (before ReLU) + 1e-2 RaGAN"
+            " + 200 lowpass + 2 grid, 300 steps on the 2-core CPU (training/RESULTS.md)",
         ),
         WeightsRecord(
             "fast",

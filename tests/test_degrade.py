@@ -115,8 +115,33 @@ def test_bad_spec_names_the_bad_part_and_the_grammar(text, bad):
 def test_build_degradation_names_the_choices():
     assert isinstance(build_degradation("real"), RealDegradation)
     assert build_degradation("none") is None
-    with pytest.raises(VidsrError, match="none, video, real"):
+    with pytest.raises(VidsrError, match="none, video, real, chain"):
         build_degradation("realistic")
+
+
+def test_chain_is_the_two_order_chain_and_real_mostly_one_compression():
+    import dataclasses
+
+    chain, real = build_degradation("chain"), build_degradation("real")
+    assert chain.single_p == 0.0 and real.single_p > 0.5
+
+    orders = []
+
+    class Counting(RealDegradation):  # which order each sample's compressions came from
+        def _compress(self, img, o, rng):
+            orders.append(o)
+            return super()._compress(img, o, rng)
+
+    hr = smooth_hr(3)
+    for d in (real, chain):
+        orders.clear()
+        counted = Counting(**{f.name: getattr(d, f.name) for f in dataclasses.fields(d)})
+        for i in range(24):
+            counted.from_hr(hr, 4, _rng([3, i]))
+        if d is real:  # never the chain: one compression of the bicubic LR, or clean
+            assert orders and all(o is real.single for o in orders)
+        else:
+            assert orders and all(o is not chain.single for o in orders)
 
 
 # -- primitives ---------------------------------------------------------------------------------

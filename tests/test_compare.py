@@ -45,7 +45,7 @@ def label_bar(sheet, panel, height):
 
 
 def test_default_models_are_bicubic_and_every_shipped_one(monkeypatch):
-    assert [c.model for c in default_contenders()] == ["bicubic", "srresnet", "srgan", "fast"]
+    assert [c.model for c in default_contenders()] == ["bicubic", "srresnet", "srgan", "fast", "real"]
     from vidsr import weights
 
     monkeypatch.setattr(weights, "SHIPPED", {"fast": weights.SHIPPED["fast"]})
@@ -152,7 +152,7 @@ def test_models_names_files_and_name_equals_file(tmp_path):
     got = parse_models(f"bicubic, {fast},{srresnet},srgan={srresnet}")
     assert [(c.label, c.model, c.weights) for c in got] == [
         ("bicubic", "bicubic", None),
-        ("fast_run.pt (fast)", "fast", fast),
+        ("fast_run.pt", "fast", fast),  # fits fast and real alike: one network
         ("mine.pt", "srresnet", srresnet),  # fits srresnet and srgan alike: one network
         ("srgan (mine.pt)", "srgan", srresnet),
     ]

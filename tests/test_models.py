@@ -155,3 +155,10 @@ def test_bad_weight_files_are_clear_errors(tmp_path):
     torch.save(build_model("srresnet", blocks=1, channels=4), tmp_path / "module.pt")
     with pytest.raises(WeightsError, match="would run vidsr.models.srresnet.SRResNet; refused"):
         load_generator("srresnet", tmp_path / "module.pt")
+
+
+def test_the_help_texts_name_every_registry_model():
+    from vidsr.config import BUILTIN_MODELS, TRAINED_MODELS
+
+    assert BUILTIN_MODELS == tuple(MODELS)
+    assert TRAINED_MODELS == tuple(n for n, spec in MODELS.items() if spec.trainable)

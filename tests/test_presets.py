@@ -84,7 +84,7 @@ def test_explicit_values_override_the_preset():
     # Another codec drops the preset's codec-specific values instead of mixing them in.
     c = build_config("fast", codec="libx265")
     assert (c.encode.codec, c.encode.crf, c.encode.preset) == ("libx265", None, None)
-    assert build_config(None).model == "srgan"  # no preset: the built-in defaults
+    assert build_config(None).model == "fast"  # no preset: the built-in defaults
 
 
 def test_api_preset_with_overrides_end_to_end(clip, tmp_path):

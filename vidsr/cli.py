@@ -18,6 +18,7 @@ import click
 
 from . import __version__
 from .cli_options import options_from, upscale_options
+from .config import BUILTIN_MODELS, names
 from .errors import VidsrError
 
 
@@ -112,7 +113,7 @@ def upscale(ctx, input, output, **params):
 
 @main.command()
 @click.option(
-    "--model", default="srresnet", show_default=True, help="srresnet, srgan, fast or bicubic."
+    "--model", default="srresnet", show_default=True, help=f"{names(BUILTIN_MODELS)}."
 )
 @click.option(
     "--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the generated clip."

@@ -41,7 +41,16 @@ def _int(v: Any) -> int:
 
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
-DEFAULT_MODEL = "srgan"  # what `vidsr upscale clip.mp4` runs (README, Models, says why)
+DEFAULT_MODEL = "fast"  # what `vidsr upscale clip.mp4` runs (README, Models, says why)
+# The registry's names (vidsr.models.MODELS, which a test holds this to), for help texts that must
+# not import torch: trained networks first, then the parameter-free baseline.
+TRAINED_MODELS = ("srresnet", "srgan", "fast", "real")
+BUILTIN_MODELS = (*TRAINED_MODELS, "bicubic")
+
+
+def names(items: tuple[str, ...] | list[str], last: str = "or") -> str:
+    """'a, b, c or d' for a help text."""
+    return ", ".join(items[:-1]) + f" {last} {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def parse_model(v: Any) -> str | None:
@@ -233,8 +242,9 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", ("--model",), "srgan, srresnet, fast, bicubic, or a model file (any "
-           "architecture `vidsr models` lists).  [default: srgan; with --weights: the file's]",
+    Option("model", ("--model",), f"{', '.join(BUILTIN_MODELS)}, or a model file (any "
+           f"architecture `vidsr models` lists).  [default: {DEFAULT_MODEL}; with --weights: the "
+           "file's]",
            parse_model, None, metavar="NAME|FILE"),
     Option("weights", ("--weights",), "Weights for --model: a `vidsr train` checkpoint or export, "
            "or a community model file (.pth, .safetensors).", parse_path, None, preset=False,
@@ -452,7 +462,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 2
     seed: int = 0
-    degrade: str = "none"  # none, video
+    degrade: str = "none"  # none, video, real or chain (vidsr.train.degrade)
     hr_downscale: int = 1  # shrink source images by this factor before cropping (noisy photos)
     extra_downscales: tuple[int, ...] = ()  # also use every image shrunk by these factors
     crop_tries: int = 1  # draw this many crops and keep the most detailed (flat sky teaches little)

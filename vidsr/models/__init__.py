@@ -50,6 +50,13 @@ MODELS: dict[str, ModelSpec] = {
             "about 7x faster than SRResNet",
         ),
         ModelSpec(
+            "real",
+            SRResNet,
+            {"blocks": 8, "channels": 48, "scale": 4, "upsample": "shuffle"},
+            description="the fast network trained on compressed, noisy LR (recipe real): "
+            "removes compression damage instead of sharpening it",
+        ),
+        ModelSpec(
             "bicubic",
             Bicubic,
             {"scale": 4},

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import click
 
+from ..config import BUILTIN_MODELS, TRAINED_MODELS, names
+from .recipe import recipe_names
+
 _dir = click.Path(path_type=Path, exists=True, file_okay=False)
 _file = click.Path(path_type=Path, dir_okay=False)
 
@@ -18,7 +21,7 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.option(
     "--recipe",
     default=None,
-    help="srresnet, srgan, finetune, fast, or a TOML file of TrainConfig keys.  [default: "
+    help=f"{', '.join(recipe_names())}, or a TOML file of TrainConfig keys.  [default: "
     "srresnet; with --resume: the run's stored config]",
 )
 @click.option(
@@ -88,8 +91,9 @@ _file = click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
     "--degrade",
-    type=click.Choice(["none", "video", "real"]),
-    help="LR degradations (real: the Real-ESRGAN-style chain).",
+    type=click.Choice(["none", "video", "real", "chain"]),
+    help="LR degradations (real: mostly one compression of the bicubic LR, as the real model "
+    "learnt; chain: the Real-ESRGAN-style two-order chain).",
 )
 @click.option("--hr-downscale", type=int, help="Shrink source images by this factor first.")
 @click.option("--frames-per-video", type=int, help="Frames sampled from each video at most.")
@@ -123,7 +127,7 @@ def train(recipe, **flags):
 @click.option(
     "--model",
     default=None,
-    help="srresnet, srgan, fast or bicubic.  [default: srresnet; with --weights: the file's]",
+    help=f"{names(BUILTIN_MODELS)}.  [default: srresnet; with --weights: the file's]",
 )
 @click.option(
     "--weights",
@@ -232,7 +236,7 @@ def _print_table(rows, mean, title: str) -> None:
 @click.option(
     "--model",
     default=None,
-    help="Registry name the weights are for: srresnet, srgan or fast "
+    help=f"Registry name the weights are for: {names(TRAINED_MODELS)} "
     "(implied where CKPT_OR_MODEL is one of them: its shipped weights, --onnx only).",
 )
 @click.option(
@@ -268,7 +272,7 @@ def export(checkpoint, model, out, force, as_onnx, fp16):
     if fp16:
         raise click.UsageError("--fp16 goes with --onnx (the state_dict is always fp16)")
     if model is None:
-        raise click.UsageError("--model is required: srresnet, srgan or fast")
+        raise click.UsageError(f"--model is required: {names(TRAINED_MODELS)}")
     from .export import export_weights
 
     done = export_weights(Path(checkpoint), model, out, force=force)

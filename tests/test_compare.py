@@ -45,7 +45,8 @@ def label_bar(sheet, panel, height):
 
 
 def test_default_models_are_bicubic_and_every_shipped_one(monkeypatch):
-    assert [c.model for c in default_contenders()] == ["bicubic", "srresnet", "srgan", "fast", "real"]
+    got = [c.model for c in default_contenders()]
+    assert got == ["bicubic", "srresnet", "srgan", "fast", "real"]
     from vidsr import weights
 
     monkeypatch.setattr(weights, "SHIPPED", {"fast": weights.SHIPPED["fast"]})

@@ -157,7 +157,7 @@ def _sheet(tiles: list, labels: list[str], rows: list[str]) -> Image.Image:
     return sheet
 
 
-REAL_COLUMNS = ("bicubic", "srresnet", "real")
+REAL_COLUMNS = ("bicubic", "srresnet", "fast", "real")  # fast: the default, clean-trained
 
 
 def clip_frames(video: Path) -> list[np.ndarray]:
@@ -175,9 +175,9 @@ def matching_frame(frame: np.ndarray, candidates: list[np.ndarray]) -> np.ndarra
 
 def crops_real(bench: Path, names: list[str], weights: dict[str, Path], clip: Path | None,
                out: Path) -> None:  # fmt: skip
-    """crops_real.png: compressed-LR crops (each named mix) bicubic | srresnet | real | HR, then
-    one frame of a real low-quality clip through the same models (its pristine twin beside it,
-    nearest-enlarged, where one exists)."""
+    """crops_real.png: compressed-LR crops (each named mix) bicubic | srresnet | fast | real |
+    HR, then one frame of a real low-quality clip through the same models (its pristine twin
+    beside it, nearest-enlarged, where one exists)."""
     panels = [crops([bench], names, weights, out, columns=REAL_COLUMNS,
                     degrades=("web", "legacy"), file=None)]  # fmt: skip
     if clip is not None:

@@ -112,9 +112,7 @@ def upscale(ctx, input, output, **params):
 
 
 @main.command()
-@click.option(
-    "--model", default="srresnet", show_default=True, help=f"{names(BUILTIN_MODELS)}."
-)
+@click.option("--model", default="srresnet", show_default=True, help=f"{names(BUILTIN_MODELS)}.")
 @click.option(
     "--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the generated clip."
 )

@@ -328,10 +328,10 @@ SECOND_ORDER = Order(
     noise_p=0.3, noise_sigma=(0.5, 3.0), photons=(800.0, 5000.0),
     sharpen_p=0.3, compress_p=0.95, codec_p=0.75,
 )  # fmt: skip
-# The single-compression share of `--degrade real`: the bicubic LR, maybe a little sensor noise and
-# a camera's sharpening, then one JPEG or codec round trip, as most video that reaches vidsr was made
-# (downscaled once, compressed once). With the two-order chain alone (a quarter clean) the model
-# scored *below* the clean-trained fast on x264 crf 30 and MPEG-4 q 6-8 LR after 750 steps
+# The single-compression share of `--degrade real`: the bicubic LR, maybe a little sensor noise
+# and a camera's sharpening, then one JPEG or codec round trip, as most video that reaches vidsr
+# was made (downscaled once, compressed once). With the two-order chain alone (a quarter clean)
+# the model scored *below* the clean-trained fast on x264 crf 30 and MPEG-4 q 6-8 LR after 750 steps
 # (Set14 25.46 vs 25.64, 25.78 vs 26.00 dB): blur and resizes in both orders make the LR-to-HR
 # mapping ambiguous and an L1 model answers that by smoothing texture (detail 0.23 vs 0.32).
 SINGLE_ORDER = Order(
@@ -358,9 +358,10 @@ class RealDegradation:
     A share of samples stays clean (the bicubic LR) or only loses its chroma resolution, so
     the model keeps what it knew about clean pictures; the rest (`single_p`) are the bicubic LR
     compressed once (SINGLE_ORDER), the way most video is made. `--degrade chain` is the chain
-    itself, with a quarter clean: for footage that was blurred and resized more than once. Meant for small crops (96 px HR): no
-    picture in the chain is over 1.5x the crop, so a codec round trip costs ~5 ms (mostly the
-    MIN_CODED picture) and a sample ~4 ms on average: over 200 samples/s on one core.
+    itself, with a quarter clean: for footage that was blurred and resized more than once.
+    Meant for small crops (96 px HR): no picture in the chain is over 1.5x the crop, so a codec
+    round trip costs ~5 ms (mostly the MIN_CODED picture) and a sample ~4 ms on average: over
+    200 samples/s on one core.
     """
 
     clean_p: float = 0.2  # a fifth clean: the clean-x4 skill is a target too (Set5, clean)

@@ -18,7 +18,7 @@ from vidsr.errors import OutputError, VidsrError
 from vidsr.presets import build_config, builtin_names, load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = {"fast", "balanced", "quality", "archival"}
+SHIPPED = {"fast", "balanced", "quality", "archival", "footage"}
 
 
 @pytest.fixture(scope="module")

@@ -93,8 +93,8 @@ def parse_models(text: str) -> list[Contender]:
 
 def _contender_for_file(path: Path) -> Contender:
     """The built-in architecture a weights file fits. srresnet and srgan share one network (fast
-    and real another), so
-    a file that fits both is labelled by its name alone (NAME=FILE names it)."""
+    and real another), so a file that fits both is labelled by its name alone (NAME=FILE names
+    it)."""
     from .errors import WeightsError
     from .models import MODELS
     from .weights import load_generator

@@ -54,7 +54,7 @@ MODELS: dict[str, ModelSpec] = {
             SRResNet,
             {"blocks": 8, "channels": 48, "scale": 4, "upsample": "shuffle"},
             description="the fast network trained on compressed, noisy LR (recipe real): "
-            "removes compression damage instead of sharpening it",
+            "smooths blocking and ringing instead of sharpening them",
         ),
         ModelSpec(
             "bicubic",

@@ -26,6 +26,8 @@ class ModelSpec:
     description: str = ""
 
 
+FAST_ARCH = {"blocks": 8, "channels": 48, "scale": 4, "upsample": "shuffle"}
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -45,14 +47,14 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "fast",
             SRResNet,
-            {"blocks": 8, "channels": 48, "scale": 4, "upsample": "shuffle"},
+            FAST_ARCH,
             description="8 blocks x 48 channels, one PixelShuffle(4): "
             "about 7x faster than SRResNet",
         ),
         ModelSpec(
             "real",
             SRResNet,
-            {"blocks": 8, "channels": 48, "scale": 4, "upsample": "shuffle"},
+            FAST_ARCH,  # fine-tuned from the fast weights: the two must stay one network
             description="the fast network trained on compressed, noisy LR (recipe real): "
             "smooths blocking and ringing instead of sharpening them",
         ),

@@ -133,8 +133,9 @@ def corrupt_packets(src: Path, dst: Path, indices: tuple[int, ...]) -> None:
     dst.write_bytes(bytes(data))
 
 
-def make_subtitled_mkv(path: Path, frames: int = 10) -> list[bytes]:
-    """An mkv with H.264 video and an SRT subtitle stream; returns the subtitle payloads."""
+def make_subtitled_mkv(path: Path, frames: int = 10, show: int = 40) -> list[bytes]:
+    """An mkv with H.264 video and an SRT subtitle stream, a line every third frame showing for
+    `show` ms; returns the subtitle payloads."""
     lines = []
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=25)
@@ -151,7 +152,7 @@ def make_subtitled_mkv(path: Path, frames: int = 10) -> list[bytes]:
                 p = av.Packet(text)
                 p.stream, p.time_base = s, Fraction(1, 1000)
                 p.pts = p.dts = i * 40
-                p.duration = 40
+                p.duration = show
                 out.mux(p)
                 lines.append(text)
         out.mux(v.encode(None))
@@ -196,7 +197,9 @@ def _n_vop(time_bits: int) -> bytes:
     return b"\x00\x00\x01\xb6" + int(bits, 2).to_bytes(len(bits) // 8, "big")
 
 
-def make_packed_bframes_avi(path: Path, frames: int = 30, bframes: int = 2) -> None:
+def make_packed_bframes_avi(
+    path: Path, frames: int = 30, bframes: int = 2, audio: str | None = None
+) -> None:
     """An MPEG-4 Part 2 AVI with "packed B-frames", the way DivX 5 and XviD write them.
 
     AVI keeps one timestamp per chunk, so those encoders put each P-frame together with the first
@@ -231,8 +234,92 @@ def make_packed_bframes_avi(path: Path, frames: int = 30, bframes: int = 2) -> N
         v = out.add_stream("mpeg4", rate=25)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         v.time_base = Fraction(1, 25)
+        a = out.add_stream(AUDIO_ENCODERS[audio], rate=44100) if audio else None
+        if a is not None:
+            a.layout = "stereo"
+        out.start_encoding()
         for k, data in enumerate(chunks):
             p = av.Packet(data)
             p.stream, p.time_base, p.pts, p.dts = v, Fraction(1, 25), k, k
             p.is_keyframe = _vop_type(data) == "I"
             out.mux(p)
+        if a is not None:
+            out.mux(_tone(44100, frames / 25, a))
+
+
+# -- sources for the container x codec matrix ---------------------------------------------------
+
+AUDIO_ENCODERS = {"aac": "aac", "ac3": "ac3", "mp3": "libmp3lame", "opus": "libopus",
+                  "pcm": "pcm_s16le"}  # fmt: skip
+
+
+def _tone(rate: int, seconds: float, stream) -> list:
+    """The packets of a 440 Hz stereo tone `seconds` long, encoded by `stream`."""
+    cc = stream.codec_context
+    resampler = av.AudioResampler(format=cc.codec.audio_formats[0].name, layout="stereo",
+                                  rate=rate, frame_size=cc.frame_size or 1024)  # fmt: skip
+    samples = int(seconds * rate)
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / rate)).astype(np.float32)
+    frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+    frame.sample_rate, frame.pts = rate, 0
+    packets = []
+    for f in [*resampler.resample(frame), *resampler.resample(None)]:
+        packets += stream.encode(f)
+    return packets + list(stream.encode(None))
+
+
+def make_source(
+    path: Path,
+    *,
+    frames: int = 30,
+    codec: str = "libx264",
+    bframes: int = 0,
+    open_gop: bool = False,
+    vfr: bool = False,
+    audio: str | None = "aac",
+    subtitles: bool = False,
+    width: int = 64,
+    height: int = 48,
+) -> dict:
+    """A numbered clip (see `numbered`) for the matrix: H.264 with or without B-frames and open
+    GOPs, CFR (40 ms) or VFR (vfr_pts), any of the audio kinds of AUDIO_ENCODERS, an SRT track.
+
+    Returns the pts of its frames in ms, in display order.
+    """
+    tb = Fraction(1, 1000)
+    pts_list = vfr_pts(frames) if vfr else [i * 40 for i in range(frames)]
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=25)
+        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+        v.time_base = v.codec_context.time_base = tb
+        if codec == "libx264":
+            params = f"bframes={bframes}:keyint=12:min-keyint=12:scenecut=0"
+            if open_gop:
+                params += ":open-gop=1"
+            v.options = {"preset": "fast", "crf": "10", "x264-params": params}
+        else:
+            v.codec_context.max_b_frames = bframes
+            v.codec_context.gop_size = 12
+            v.codec_context.bit_rate = 2_000_000
+        a = None
+        if audio:
+            rate = 48000 if audio in ("opus", "aac", "pcm") else 44100
+            a = out.add_stream(AUDIO_ENCODERS[audio], rate=rate)
+            a.layout = "stereo"
+        s = out.add_mux_stream("subrip") if subtitles else None
+        out.start_encoding()
+        for i, t in enumerate(pts_list):
+            frame = av.VideoFrame.from_ndarray(numbered(i, width, height), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = t, tb
+            out.mux(v.encode(frame))
+            if s is not None and i % 8 == 0:
+                p = av.Packet(f"line {i}".encode())
+                p.stream, p.time_base = s, tb
+                p.pts = p.dts = t
+                p.duration = 200
+                out.mux(p)
+        out.mux(v.encode(None))
+        if a is not None:
+            out.mux(_tone(a.codec_context.sample_rate, (pts_list[-1] + 40) / 1000, a))
+    return {"pts_ms": pts_list}

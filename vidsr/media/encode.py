@@ -26,6 +26,10 @@ from ..errors import OutputError
 from ..staging import TEMP_MARKER, WriterLock, temp_path_for
 from .probe import RANGE_NAMES, MasteringDisplay, VideoInfo
 
+# SVT-AV1 prints a banner of some 20 lines at every encoder it opens (one per segment) unless its
+# log level says otherwise; 1 keeps its errors. A value the user set wins.
+os.environ.setdefault("SVT_LOG", "1")
+
 _SWS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 # Container-level tags the muxer writes itself; copying them would describe the wrong file.
 _MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
@@ -92,8 +96,8 @@ def check_encode(encode: EncodeConfig, suffix: str, *, where: str = "") -> None:
             f"{at}cannot write {suffix or 'extension-less'} files; use one of "
             f"{', '.join(sorted(CONTAINERS))}"
         )
-    if _codec_id_name(codec) not in _muxer_codecs(fmt):
-        fits = [ext for ext, f in CONTAINERS.items() if _codec_id_name(codec) in _muxer_codecs(f)]
+    if not muxer_takes_codec(fmt, codec):
+        fits = [ext for ext, f in CONTAINERS.items() if muxer_takes_codec(f, codec)]
         raise OutputError(f"{at}{suffix} files cannot hold {codec} video; use {' or '.join(fits)}")
     if encode.crf is not None:
         if spec.crf is None:
@@ -208,6 +212,40 @@ def _muxer_codecs(fmt: str) -> set[str]:
         return set(c.supported_codecs)
 
 
+@functools.cache
+def muxer_takes_codec(fmt: str, encoder: str) -> bool:
+    """Whether muxer `fmt` writes a header for `encoder`'s video: the muxer is the judge, since
+    its list of codecs (supported_codecs) holds some only one of its modes takes (VP9 and AV1
+    are in mov's list but only MP4 writes them)."""
+    if _codec_id_name(encoder) not in _muxer_codecs(fmt):
+        return False
+    if encoder in NVENC:  # no NVENC to open here: the list is all there is to go by
+        return True
+    codec = av.Codec(encoder, "w")
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as c:
+            stream = c.add_stream(encoder, rate=25)
+            stream.width, stream.height = 64, 64
+            stream.pix_fmt = codec.video_formats[0].name if codec.video_formats else "yuv420p"
+            if encoder == "libx265":
+                stream.options = {"x265-params": "log-level=none"}
+            c.start_encoding()
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
+
+
+def muxer_takes_stream(fmt: str, stream: av.stream.Stream) -> bool:
+    """Whether muxer `fmt` writes a header for a copy of `stream` (an audio or subtitle track)."""
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as c:
+            c.add_stream_from_template(stream)
+            c.start_encoding()
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
+
+
 def encoder_options(encode: EncodeConfig, info: VideoInfo, height: int) -> dict[str, str]:
     """The encoder's options: defaults suited to the output `height`, then what was asked for.
 
@@ -223,6 +261,8 @@ def encoder_options(encode: EncodeConfig, info: VideoInfo, height: int) -> dict[
         base = 18 if codec == "libx264" else 20
         options["crf"] = str(crf if crf is not None else base + (2 if big else 0))
         options["preset"] = str(preset or ("veryfast" if big else "fast"))
+        if codec == "libx265":  # else a 20-line banner for every segment's encoder
+            options["x265-params"] = "log-level=error"
     elif codec == "libsvtav1":
         options["crf"] = str(crf if crf is not None else (32 if big else 28))
         options["preset"] = str(preset or ("10" if big else "8"))
@@ -240,7 +280,8 @@ def encoder_options(encode: EncodeConfig, info: VideoInfo, height: int) -> dict[
         options["vendor"] = "apl0"
     elif codec in NVENC:
         options.update(nvenc_options(codec, crf, preset, big=big))
-    options.update(hdr_options(codec, info))
+    for key, value in hdr_options(codec, info).items():
+        options[key] = f"{options[key]}:{value}" if key in options else value
     for key, value in encode.options.items():
         if key.endswith("-params") and key in options:
             options[key] = f"{options[key]}:{value}"
@@ -382,8 +423,7 @@ def resolve_codec(codec: str, suffix: str | None = None) -> tuple[str, str]:
     if codec != "auto":
         return codec, ""
     fits = suffix is None or (
-        suffix.lower() in CONTAINERS
-        and _codec_id_name("hevc_nvenc") in _muxer_codecs(CONTAINERS[suffix.lower()])
+        suffix.lower() in CONTAINERS and muxer_takes_codec(CONTAINERS[suffix.lower()], "hevc_nvenc")
     )
     reason = nvenc_unavailable("hevc_nvenc") if fits else f"{suffix} cannot hold HEVC"
     if reason is None:
@@ -465,7 +505,7 @@ class VideoWriter:
         check_frame_size(self.encode_config, self.info, self.scale, self.size)
         try:
             self._lock = WriterLock(self.tmp)  # a later run must not take us for a dead writer
-            self._out = av.open(str(self.tmp), "w")
+            self._out = open_output(self.tmp)
         except ValueError:
             self._cleanup()
             raise OutputError(
@@ -527,7 +567,7 @@ class VideoWriter:
         if not self.info.other_streams:
             return
         self._src = av.open(str(self.info.path))
-        supported = self._out.supported_codecs
+        fmt = self._out.format.name.split(",")[0]
         video = self._src.streams.video[0].index
         for s in self._src.streams:
             name = s.codec_context.name if s.codec_context else "?"
@@ -541,13 +581,13 @@ class VideoWriter:
             if s.type not in ("audio", "subtitle", "attachment"):
                 self._warn(f"stream #{s.index} ({s.type}, {name}) is not copied")
                 continue
-            if not supported or name in supported:
+            if muxer_takes_stream(fmt, s):
                 out = self._out.add_stream_from_template(s)
                 out.metadata.update(s.metadata)
                 self._sides[s.index] = _Side(s, out)
             elif s.type == "audio":
                 # AAC where the container takes it; WebM takes only Opus/Vorbis (Opus: 48 kHz).
-                aac = not supported or "aac" in supported
+                aac = "aac" in self._out.supported_codecs
                 encoder, label = ("aac", "AAC") if aac else ("libopus", "Opus")
                 rate = s.codec_context.sample_rate if aac else 48000
                 self._warn(
@@ -692,6 +732,19 @@ class VideoWriter:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def open_output(path: Path) -> av.container.OutputContainer:
+    """An output container for `path` (format by its extension) that keeps every timestamp.
+
+    Matroska cannot say that an AAC track starts with priming samples (PyAV cannot set the
+    CodecDelay that would), so FFmpeg would move every stream later by the priming (21 ms) to
+    keep the audio's first packet at or after 0; with the shift off the frames keep the source's
+    pts and that one packet starts before 0, as it does in the source (FFmpeg reads it back so).
+    """
+    fmt = CONTAINERS.get(Path(path).suffix.lower())
+    options = {"avoid_negative_ts": "disabled"} if fmt in ("matroska", "webm") else {}
+    return av.open(str(path), "w", options=options)
 
 
 def _codec_id_name(encoder: str) -> str:

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -26,7 +27,7 @@ import numpy as np
 from ..config import EncodeConfig
 from ..errors import OutputError
 from ..staging import WriterLock, temp_path_for
-from .encode import VideoWriter, _write_error
+from .encode import VideoWriter, _write_error, open_output
 from .probe import VideoInfo
 from .span import Window, seek_sides, side_packets
 
@@ -142,7 +143,7 @@ class SegmentEncoder(VideoWriter):
         self.tmp = temp_path_for(self.dst)
         try:
             self._lock = WriterLock(self.tmp)
-            self._out = av.open(str(self.tmp), "w")
+            self._out = open_output(self.tmp)
             self._open_video()  # the same stream set-up as an unsegmented output
             self._out.start_encoding()
         except (av.error.FFmpegError, OSError) as e:
@@ -252,32 +253,103 @@ class SegmentMuxer(VideoWriter):
         pass  # packets are copied: no encoder holds frames back
 
     def copy(self) -> int:
-        """Copy every segment's packets, in order; returns the packets (frames) written."""
-        last_dts = None
+        """Copy every segment's packets, in order; returns the packets (frames) written.
+
+        Each packet leaves with a pts (as encoded: the source's), a dts and a duration worked out
+        here from the pts of all segments (timing_of), not taken from the segment files: a
+        Matroska segment stores no dts at all, and a fresh encoder's first ones would run
+        backwards across a seam.
+        """
+        timing = iter(timing_of(self.segments, self._last_duration()))
         for path in self.segments:
             with av.open(str(path)) as seg:
-                for packet in seg.demux(seg.streams.video[0]):
+                stream = seg.streams.video[0]
+                for packet in seg.demux(stream):
                     if not packet.size:
                         continue
-                    last_dts = _monotonic_dts(packet, last_dts, path)
-                    t = packet.dts if packet.dts is not None else packet.pts
-                    self._mux_side_until(float(t * packet.time_base))
+                    packet.pts, packet.dts, packet.duration = next(timing)
+                    packet.time_base = stream.time_base
+                    self._mux_side_until(float(packet.dts * packet.time_base))
                     packet.stream = self._video
                     self._mux(packet)
                     self.stats.frames += 1
         return self.stats.frames
 
+    def _last_duration(self) -> Fraction | None:
+        """How long the last frame shows, in seconds: one frame at the source's average rate."""
+        rate = self.info.average_rate
+        return 1 / Fraction(rate) if rate else None
 
-def _monotonic_dts(packet: av.Packet, last: int | None, path: Path) -> int | None:
-    """Decode timestamps must rise across a seam; a fresh encoder's first ones may not (their
-    reorder delay is extrapolated backwards). Nudged up where pts leaves room, else refused."""
-    dts = packet.dts
-    if dts is None or last is None or dts > last:
-        return dts if dts is not None else last
-    if packet.pts is not None and last + 1 > packet.pts:
-        raise OutputError(f"cannot join {path.name}: its timestamps overlap the segment before")
-    packet.dts = last + 1
-    return last + 1
+
+def _segment_pts(path: Path) -> tuple[list[int], Fraction]:
+    """The pts of a segment's packets in decode (file) order, and their time base."""
+    with av.open(str(path)) as seg:
+        stream = seg.streams.video[0]
+        pts = [p.pts for p in seg.demux(stream) if p.size]
+        base = stream.time_base
+    if any(t is None for t in pts):
+        raise OutputError(f"cannot join {path.name}: a packet has no timestamp")
+    return pts, base
+
+
+def decode_order_dts(pts: list[int], after: int | None) -> list[int]:
+    """Decode timestamps for one closed-GOP segment's packets, given their pts in decode order.
+
+    The encoder's way: the display times, sorted, delayed by as many frames as the encoder
+    reorders (a B-frame shown before the P-frame decoded ahead of it), the first ones extrapolated
+    back by one frame each. Then strictly after `after` (the segment before's last dts) and never
+    after a packet's own pts, which a closed GOP (its first packet shows first) always allows
+    where the time base has a tick between two frames.
+    """
+    order = sorted(range(len(pts)), key=pts.__getitem__)
+    rank = [0] * len(pts)
+    for r, i in enumerate(order):
+        rank[i] = r
+    delay = max(0, max(i - rank[i] for i in range(len(pts))))
+    shown = [pts[i] for i in order]
+    step = max(1, shown[1] - shown[0]) if len(shown) > 1 else 1
+    dts = []
+    last = after
+    for i, t in enumerate(pts):
+        d = shown[i - delay] if i >= delay else shown[0] - (delay - i) * step
+        if last is not None and d <= last:
+            d = last + 1
+        if d > t:
+            raise OutputError("cannot join the segments: their timestamps overlap")
+        dts.append(d)
+        last = d
+    return dts
+
+
+def timing_of(paths: list[Path], last_duration: Fraction | None) -> list[tuple[int, int, int]]:
+    """(pts, dts, duration) of every packet of the segments `paths`, in file order.
+
+    A frame lasts until the next one shows (across seams too); the last one `last_duration`
+    seconds, else as long as the frame before it.
+    """
+    segments = [_segment_pts(p) for p in paths]
+    bases = {base for _, base in segments}
+    if len(bases) != 1:
+        raise OutputError("cannot join the segments: their time bases differ")
+    (base,) = bases
+    timing: list[tuple[int, int]] = []
+    last_dts = None
+    for (pts, _), path in zip(segments, paths, strict=True):
+        try:
+            dts = decode_order_dts(pts, last_dts)
+        except OutputError:
+            raise OutputError(
+                f"cannot join {path.name}: its timestamps overlap the segment before"
+            ) from None
+        timing += zip(pts, dts, strict=True)
+        last_dts = dts[-1] if dts else last_dts
+    shown = sorted(t for t, _ in timing)
+    following = dict(zip(shown, shown[1:], strict=False))
+    if last_duration is not None:
+        tail = max(1, round(last_duration / base))
+    else:
+        tail = shown[-1] - shown[-2] if len(shown) > 1 else 1
+    return [(t, d, following[t] - t if t in following else tail) for t, d in timing]
 
 
 __all__ = ["Segment", "SegmentEncoder", "SegmentMuxer", "count_frames", "segment_name"]

@@ -211,8 +211,9 @@ def _one_pass(job: _Job, result: UpscaleResult) -> tuple[FrameReader, int]:
     ) as writer:
         reader = FrameReader(info, batch_size=job.batch_size)
         _run_stages(
-            reader, writer, job.engine, config, info, cancel=job.cancel, progress=job.progress
-        )
+            reader, writer, job.engine, config, info, cancel=job.cancel, progress=job.progress,
+            total=expected_frames(info, None),
+        )  # fmt: skip
         if writer.stats.frames == 0:
             raise InputError(f"{job.src}: no frame could be decoded")
     result.frames = writer.stats.frames
@@ -265,12 +266,12 @@ def _encode_segments(job: _Job, work: WorkFolder, window: Window | None, per_seg
     if job.progress is not None:
         job.progress(done, total)  # the frames kept from an earlier run show at once
 
-        def progress(n: int, _total: int, report=job.progress) -> None:
-            report(done + n, total)
+        def progress(n: int, t: int, report=job.progress) -> None:
+            report(done + n, done + t if t else 0)
 
     offset = window.offset if window is not None else 0
     written = _write_segments(job, reader, work.path, per_segment, work.next_index, work.add,
-                              offset, progress)  # fmt: skip
+                              offset, progress, max(0, total - done))  # fmt: skip
     work.mark_complete()
     return reader, written
 
@@ -284,16 +285,19 @@ def _write_segments(
     on_segment: Callable[[Segment], None],
     offset: int,
     progress: Progress | None,
+    total: int = 0,
 ) -> int:
-    """The stages from `reader` into segments `next_index`, ... in `folder`; frames written."""
+    """The stages from `reader` into segments `next_index`, ... in `folder`; frames written.
+    `total`: the frames expected, for progress (0: unknown)."""
     with SegmentEncoder(
         job.info, folder, job.config.encode, size=job.size, suffix=job.dst.suffix,
         frames_per_segment=per_segment, next_index=next_index, on_segment=on_segment,
         offset=offset, warn=job.note,
     ) as writer:  # fmt: skip
         _run_stages(
-            reader, writer, job.engine, job.config, job.info, cancel=job.cancel, progress=progress
-        )
+            reader, writer, job.engine, job.config, job.info, cancel=job.cancel, progress=progress,
+            total=total,
+        )  # fmt: skip
     return writer.stats.frames
 
 
@@ -395,8 +399,12 @@ def _run_stages(
     *,
     cancel: threading.Event | None,
     progress: Progress | None,
+    total: int = 0,
 ) -> None:
-    """Decode and encode threads around the model stage on this thread; the first error wins."""
+    """Decode and encode threads around the model stage on this thread; the first error wins.
+
+    `progress(done, total)` follows the frames written; `total` is an estimate (0: unknown),
+    and once reading ends the true count is reported as the total too."""
     stages = _Stages(cancel)
     reader.stop = stages.stop
     batch_size = reader.batch_size
@@ -417,7 +425,7 @@ def _run_stages(
             name="vidsr-decode",
         ),
         threading.Thread(
-            target=_encode_stage, args=(writer, ring, upscaled, stages, info, progress),
+            target=_encode_stage, args=(writer, ring, upscaled, stages, total, progress),
             daemon=True, name="vidsr-encode",
         ),
     ]  # fmt: skip
@@ -475,7 +483,7 @@ def _encode_stage(
     ring: SlotRing,
     inq: queue.Queue,
     stages: _Stages,
-    info: VideoInfo,
+    total: int,
     progress: Progress | None,
 ) -> None:
     try:
@@ -483,12 +491,14 @@ def _encode_stage(
         while True:
             slot = stages.get(inq)
             if slot is _END:
+                if progress is not None and not stages.stopped():
+                    progress(done, done)  # the estimate corrected: the bar ends full
                 return
             for frame, pts in zip(slot.frames(), slot.pts, strict=True):
                 writer.write(frame, pts)  # a contiguous view into the pinned slot
                 done += 1
             ring.free_out.put(slot)
             if progress is not None:
-                progress(done, info.frames)
+                progress(done, max(total, done) if total else 0)
     except BaseException as e:  # noqa: BLE001
         stages.fail(e)

@@ -70,6 +70,9 @@ class VideoInfo:
     content_light: tuple[int, int] | None = None  # (MaxCLL, MaxFALL) in cd/m2
     other_streams: tuple[StreamInfo, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    # Pictures the container's index lists, where it lists fewer than `frames` counts: an AVI
+    # counts the ticks of dropped frames (a VFR AVI announces 444 and holds 68); 0 otherwise.
+    indexed_frames: int = 0
 
     @property
     def matrix(self) -> int:
@@ -143,6 +146,7 @@ def probe(path: str | Path) -> VideoInfo:
                 content_light=_content_light(first),
                 other_streams=others,
                 metadata=dict(container.metadata),
+                indexed_frames=_indexed_frames(stream),
             )
     except InputError:
         raise
@@ -150,6 +154,15 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputError(f"{path} is not a readable video ({_reason(e)})") from None
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read {path}: {e}") from None
+
+
+def _indexed_frames(stream: av.video.stream.VideoStream) -> int:
+    """The index's entries where it has fewer than the header's frame count (see VideoInfo)."""
+    try:
+        entries = len(stream.index_entries)
+    except (AttributeError, av.error.FFmpegError):
+        return 0
+    return entries if 0 < entries < (stream.frames or 0) else 0
 
 
 def _check_file(path: Path) -> None:

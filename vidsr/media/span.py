@@ -20,6 +20,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from ..errors import InputError
 from .decode import _NO_TIMESTAMPS, FrameBatch, FrameReader
 from .probe import VideoInfo
 
@@ -28,6 +29,8 @@ from .probe import VideoInfo
 _READ_PAST = 10.0
 # Subtitles begin before the frames they go with; the side streams are sought this much earlier.
 _SEEK_BEFORE = 10.0
+# The largest pts FFmpeg takes (int64): a start later than any file is simply past its end.
+_LAST_PTS = 2**62
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,69 @@ class Window:
         return Window(self.time_base, pts + 1, self.end, self.offset, self.origin)
 
 
+# Packets read to find a frame by time: enough to see past any decoder's reordering.
+_LOOK_AHEAD = 16
+
+
 def video_origin(info: VideoInfo) -> int:
-    """The pts the video stream starts at (a transport stream's may be seconds in)."""
+    """The pts of the video's first frame (a transport stream's may be seconds in): the lowest
+    of its first packets' pts, since with B-frames the first packet shows first but the stream's
+    start_time may be its decode time."""
     with av.open(str(info.path)) as c:
-        start = c.streams.video[0].start_time
+        stream = c.streams.video[0]
+        found = []
+        for packet in c.demux(stream):
+            if packet.pts is not None and packet.size:
+                found.append(packet.pts)
+            if len(found) >= _LOOK_AHEAD:
+                break
+        start = stream.start_time
+    if found:
+        return min(found)
     return int(start) if start is not None else 0
 
 
+def first_frame_at(info: VideoInfo, pts: int) -> int | None:
+    """The pts of the first frame at or after `pts`; None when no frame is that late.
+
+    Read from a seek to the keyframe before `pts`; where the index lands late (the first packet
+    is already past `pts`), or the container has no timestamps to seek by, from the start.
+    """
+    with av.open(str(info.path)) as c:
+        if not c.format.flags & _NO_TIMESTAMPS:
+            c.seek(pts, stream=c.streams.video[0], backward=True)
+            landed, found = _scan(c, pts, landing=True)
+            if landed:
+                return found
+    with av.open(str(info.path)) as c:
+        return _scan(c, pts, landing=False)[1]
+
+
+def _scan(c: av.container.InputContainer, pts: int, *, landing: bool) -> tuple[bool, int | None]:
+    """(False if `landing` and the first packet read is already past `pts`; else True and the
+    lowest pts at or after `pts` among the next packets, None if there is none)."""
+    later: list[int] = []
+    first = True
+    for packet in c.demux(c.streams.video[0]):
+        if packet.pts is None or not packet.size:
+            continue
+        if landing and first and packet.pts > pts:
+            return False, None
+        first = False
+        if packet.pts >= pts:
+            later.append(packet.pts)
+            if len(later) >= _LOOK_AHEAD:
+                break
+    return True, (min(later) if later else None)
+
+
 def span_window(info: VideoInfo, start: float | None, duration: float | None) -> Window | None:
-    """The window of `--start/--duration` in the source's pts, or None for the whole video."""
+    """The window of `--start/--duration` in the source's pts, or None for the whole video.
+
+    Times count from the first frame's pts (`origin`). The window begins at the first frame at
+    or after the start, and the output is shifted by that frame's distance from the origin: it
+    begins where the source does, whether or not a frame falls exactly on the start.
+    """
     if start is None and duration is None:
         return None
     tb = info.time_base
@@ -66,6 +123,13 @@ def span_window(info: VideoInfo, start: float | None, duration: float | None) ->
     end = None
     if duration is not None:
         end = origin + math.ceil((begin + Fraction(duration).limit_denominator(10**6)) / tb)
+        if end > _LAST_PTS:
+            end = None  # longer than any file can be: to the end
+    if first is not None and (end is None or first < end):
+        found = first_frame_at(info, first) if first <= _LAST_PTS else None
+        if found is None:
+            raise InputError(f"{info.path}: no frame in the --start/--duration span")
+        first = found
     return Window(tb, first, end, (first - origin) if first is not None else 0, origin)
 
 
@@ -97,15 +161,21 @@ def segment_windows(span: Window | None, pts: list[int], per: int, time_base) ->
 
 
 def expected_frames(info: VideoInfo, window: Window | None) -> int:
-    """About how many frames the output will have (for progress and ETA); 0 when unknown."""
-    if window is None or window.end is None or not info.average_rate:
-        if not info.frames and info.duration and info.average_rate:  # Matroska counts none
-            return round(info.duration * float(info.average_rate))
-        return info.frames
+    """About how many frames the output will have (for progress and ETA); 0 when unknown.
+
+    The container's count where it has one (the pictures its index lists, where that is fewer),
+    else duration x rate; a span's share of that by time. The pipeline reports the true count
+    when reading ends, so an estimate never leaves a bar short.
+    """
+    count = info.indexed_frames or info.frames
+    rate = float(info.average_rate) if info.average_rate else 0.0
+    if not count and info.duration and rate:  # Matroska and MPEG-TS count none
+        count = round(info.duration * rate)
+    if window is None or window.end is None or not rate:
+        return count
     begin = window.first if window.first is not None else window.origin
-    seconds = float((window.end - begin) * window.time_base)
-    estimate = round(seconds * float(info.average_rate))
-    return min(estimate, info.frames) if info.frames else estimate
+    estimate = round(float((window.end - begin) * window.time_base) * rate)
+    return max(0, min(estimate, count) if count else estimate)
 
 
 class SpanReader:

@@ -134,3 +134,50 @@ def test_slot_ring_short_last_batch():
     frames = np.zeros((3, 8, 8, 3), dtype=np.uint8)
     out = ring.run(ring.fill(ring.free_in.get(), frames, [0, 1, 2]), ring.free_out.get())
     assert out.frames().shape == (3, 32, 32, 3)
+
+
+# -- the memory budget on a CPU -------------------------------------------------------------------
+
+
+def test_memory_sizes_parse_with_units():
+    from vidsr.config import parse_memory
+
+    assert parse_memory("auto") is None
+    assert parse_memory("2G") == 2 * 2**30 and parse_memory("1500M") == 1500 * 2**20
+    assert parse_memory("0.5GiB") == 2**29 and parse_memory("64mb") == 64 * 2**20
+    for bad in ("2", "lots", "1M", "-1G", True):
+        with pytest.raises(ValueError):
+            parse_memory(bad)
+
+
+def test_a_frame_over_the_memory_budget_is_tiled_and_equals_the_whole_frame():
+    torch.manual_seed(0)
+    model = SRResNet(blocks=2, channels=16)
+    budget = 64 * 2**20
+    engine = Engine(model, device="cpu", precision="fp32", memory=budget)
+    assert engine.memory_tile(96, 128) is None  # 96x128 at a few kB a pixel fits 64 MiB
+    tile = engine.memory_tile(720, 576)
+    per_pixel = engine._per_pixel
+    assert per_pixel * 720 * 576 > budget  # the whole frame would not fit, a padded tile does
+    assert tile is not None and per_pixel * (tile + 2 * engine.pad) ** 2 <= budget
+    assert engine.memory_note(720, 576) == f"tiles {tile}x{tile} (memory budget 0.1 GiB)"
+    assert Engine(model, device="cpu", tile="off", memory=budget).memory_tile(720, 576) is None
+    # Tiled, a frame comes out as it does whole: a network 40x hungrier tiles a 96x128 frame.
+    whole = Engine(model, device="cpu", precision="fp32", tile="off")
+    hungry = Engine(model, device="cpu", precision="fp32", memory=budget)
+    hungry._per_pixel = per_pixel * 40
+    assert hungry.memory_tile(96, 128) is not None
+    frames = torch.randint(0, 256, (1, 96, 128, 3), dtype=torch.uint8)
+    torch.testing.assert_close(hungry(frames).float(), whole(frames).float(), atol=1, rtol=0)
+
+
+def test_the_first_line_says_when_a_budget_tiles(tmp_path):
+    from vidsr.batch import BatchRunner
+
+    src = tmp_path / "in.mp4"
+    make_clip(src, width=640, height=480, frames=2, vfr=False, audio=False)
+    for memory, tiled in (("64M", True), ("8G", False)):
+        lines = []
+        config = UpscaleConfig(model="fast", device="cpu", precision="fp32", memory=memory)
+        BatchRunner(config).run_one(src, tmp_path / f"o{memory}.mp4", inform=lines.append)
+        assert ("tiles " in lines[0]) is tiled, lines[0]

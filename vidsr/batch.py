@@ -162,7 +162,7 @@ class EngineCache:
     def get(self, config: UpscaleConfig, info: VideoInfo | None = None) -> Engine:
         precision = precision_for(config, info)
         key = (config.model, str(config.weights), config.device, config.tile, config.outscale,
-               precision)  # fmt: skip
+               precision, config.memory)  # fmt: skip
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
@@ -181,6 +181,7 @@ def _build_engine(config: UpscaleConfig, precision: str) -> Engine:
         value_range=value_range,
         tile=config.tile,
         outscale=config.outscale,
+        memory=config.memory,
     )
 
 

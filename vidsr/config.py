@@ -113,6 +113,26 @@ def parse_tile(v: Any) -> int | str:
     return n
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:I?B)?", re.IGNORECASE)
+MIN_MEMORY = 64 * 2**20
+
+
+def parse_memory(v: Any) -> int | None:
+    """--memory: auto (None) or a size with a unit (4G, 1500M, 0.5GiB) as bytes (binary units)."""
+    if v is None or v == AUTO:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        n = v
+    else:
+        m = _SIZE.fullmatch(v.strip()) if isinstance(v, str) else None
+        if m is None:
+            raise ValueError(f"expected auto or a size such as 4G or 1500M, got {v!r}")
+        n = int(float(m.group(1)) * 1024 ** ("KMGT".index(m.group(2).upper()) + 1))
+    if n < MIN_MEMORY:
+        raise ValueError(f"expected at least 64M, got {v!r}")
+    return n
+
+
 def parse_codec(v: Any) -> str:
     from .media.encode import CODECS
 
@@ -258,6 +278,10 @@ OPTIONS: tuple[Option, ...] = (
            "device memory; 1 on a CPU).", parse_batch, "auto", metavar="auto|N"),
     Option("tile", ("--tile",), "auto (tiles only when memory runs out), off, or a tile size in "
            "input pixels.", parse_tile, "auto", metavar="auto|off|N"),
+    Option("memory", ("--memory",), "On a CPU, the memory the network may take for a frame: "
+           "auto (half of what is available when a file starts) or a size (4G, 1500M); a frame "
+           "that needs more is upscaled in tiles, which the first line says.", parse_memory,
+           "auto", metavar="auto|SIZE"),
     Option("codec", ("--codec",), "libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks, "
            "h264_nvenc, hevc_nvenc, av1_nvenc, or auto (hevc_nvenc where an NVIDIA encoder opens, "
            "else libx264); the container follows the output extension.", parse_codec, "libx264",
@@ -341,6 +365,7 @@ class UpscaleConfig:
     precision: str = "auto"
     batch_size: int | str = "auto"  # frames per model call, or "auto"
     tile: int | str = "auto"  # "auto", "off", or a tile size in input pixels
+    memory: int | None = None  # CPU: bytes a frame's activations may take; None: half the free RAM
     container: str | None = None  # output extension when none is given (".mkv"); None: the source's
     quiet: bool = False
     resume: bool = True  # continue an interrupted run from its work folder

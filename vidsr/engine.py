@@ -78,6 +78,71 @@ def parse_tile(tile: str | int | None) -> int | None:
     return n
 
 
+# Activations live at once, per the largest (input + output) pair of one layer: measured peaks of
+# SRResNet/SRGAN on this CPU (fp32 and bf16, 720x576 and 1280x720) were 1.5-2.0x that pair,
+# the rest being oneDNN's reordered copies and the allocator's fragments.
+_PEAK_FACTOR = 2.0
+_PROBE = 64  # input pixels per side of the probe that measures a network's activations
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says could be allocated without swapping (MemAvailable); None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_memory_budget() -> int:
+    """--memory auto: half of what is available now (other programs and the encoder need the
+    rest), or 2 GiB where that cannot be read."""
+    free = available_memory()
+    return free // 2 if free else 2 * 2**30
+
+
+@torch.inference_mode()
+def activation_bytes(model: nn.Module, dtype: torch.dtype, device: torch.device) -> float:
+    """Peak activation bytes per input pixel, estimated from a small probe: the largest input +
+    output of any one layer (what must coexist), times _PEAK_FACTOR; 0 where the probe fails."""
+    largest = 0
+
+    def hook(_module, inputs, output) -> None:
+        nonlocal largest
+        size = sum(t.numel() for t in inputs if isinstance(t, torch.Tensor))
+        if isinstance(output, torch.Tensor):
+            size += output.numel()
+        largest = max(largest, size)
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        x = torch.zeros((1, 3, _PROBE, _PROBE), dtype=dtype, device=device)
+        model(x.contiguous(memory_format=torch.channels_last))
+    except (RuntimeError, ValueError):
+        return 0.0  # a network that cannot take the probe: no estimate, no budget tiling
+    finally:
+        for h in handles:
+            h.remove()
+    size = torch.tensor([], dtype=dtype).element_size()
+    return _PEAK_FACTOR * largest * size / (_PROBE * _PROBE)
+
+
+# Tiles of a frame are different sizes (the edges are narrower), and the heap keeps the holes
+# they leave: the peak of a tiled run measured up to 1.45x one tile's estimate. Tiles are sized
+# for this share of the budget.
+_TILED_SHARE = 0.65
+
+
+def tile_for_budget(per_pixel: float, budget: int, pad: int, batch: int = 1) -> int:
+    """The largest tile (input pixels a side, a multiple of 8) whose padded area fits `budget`."""
+    side = int((_TILED_SHARE * budget / (per_pixel * max(1, batch))) ** 0.5) - 2 * pad
+    return max(MIN_TILE, side // 8 * 8)
+
+
 def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
@@ -163,6 +228,7 @@ class Engine:
         outscale: float | None = None,
         compile: str | None = None,
         threads: int | None = None,
+        memory: int | None = None,
         warn: Callable[[str], None] | None = None,
     ):
         self.device = resolve_device(device)
@@ -175,6 +241,7 @@ class Engine:
         self.scale = int(getattr(model, "scale", 4))
         self.outscale = outscale
         self.tile = parse_tile(tile)  # None: untiled for now, 0: never tile, N: N x N tiles
+        self.memory = memory  # bytes the activations may take on a CPU; None: default_memory_budget
         self.max_batch: int | None = None  # lowered by out-of-memory errors
         self.warn = warn  # where fallbacks are reported; the pipeline points it at the run's notes
         if self.device.type == "cpu":
@@ -186,6 +253,8 @@ class Engine:
         self.model = model.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
         self.pad = context_pixels(self.model)
         self._run = self.model if compile is None else torch.compile(self.model, mode=compile)
+        self._per_pixel: float | None = None  # activation bytes per input pixel, once measured
+        self._memory_tiles: dict[tuple[int, int, int], int | None] = {}
 
     def _limit_precision(self, model: nn.Module) -> None:
         """Reduced precision only where the architecture tolerates it (spandrel says which)."""
@@ -196,6 +265,34 @@ class Engine:
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return output_size(height, width, self.scale, self.outscale)
+
+    def memory_tile(self, height: int, width: int, batch: int = 1) -> int | None:
+        """With --tile auto on a CPU: the tile size that keeps a batch of this frame size within
+        the memory budget; None where it fits whole (and on CUDA, where an out-of-memory error is
+        cheap to catch and answer instead: see _shrink). The CPU has no such error: the system
+        swaps or kills the process first, so the budget is kept ahead of time.
+        """
+        if self.device.type != "cpu" or self.tile is not None:
+            return None
+        key = (height, width, batch)
+        if key not in self._memory_tiles:
+            if self._per_pixel is None:
+                self._per_pixel = activation_bytes(self.model, self.dtype, self.device)
+            budget = self.memory or default_memory_budget()
+            tile = None
+            if self._per_pixel and self._per_pixel * height * width * batch > budget:
+                tile = tile_for_budget(self._per_pixel, budget, self.pad, batch)
+                tile = tile if tile < max(height, width) else None
+            self._memory_tiles[key] = tile
+        return self._memory_tiles[key]
+
+    def memory_note(self, height: int, width: int, batch: int = 1) -> str:
+        """What memory_tile chose, for the run's first line ("" when untiled)."""
+        tile = self.memory_tile(height, width, batch)
+        if not tile:
+            return ""
+        budget = self.memory or default_memory_budget()
+        return f"tiles {tile}x{tile} (memory budget {budget / 2**30:.1f} GiB)"
 
     def autocast(self):
         # The weights are already cast to self.dtype; autocast only guards ops that would upcast.
@@ -225,11 +322,13 @@ class Engine:
             return y.contiguous()
         return out.copy_(y)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Float (N, 3, H, W) -> float (N, 3, sH, sW), in tiles when self.tile says so."""
+    def forward(self, x: torch.Tensor, tile: int | None = None) -> torch.Tensor:
+        """Float (N, 3, H, W) -> float (N, 3, sH, sW), in tiles when `tile` (default: self.tile)
+        says so."""
+        tile = self.tile if tile is None else tile
         with self.autocast():
-            if self.tile:
-                y = upscale_tiled(self._run, x, scale=self.scale, tile=self.tile, pad=self.pad)
+            if tile:
+                y = upscale_tiled(self._run, x, scale=self.scale, tile=tile, pad=self.pad)
             else:
                 y = self._run(x)
         return self._resize(y)
@@ -259,8 +358,9 @@ class Engine:
         start = 0
         while start < n:
             step = min(n - start, self.max_batch or n)
+            tile = self.tile or self.memory_tile(frames.shape[1], frames.shape[2], step)
             try:
-                y = self.forward(self.to_input(frames[start : start + step]))
+                y = self.forward(self.to_input(frames[start : start + step]), tile)
                 self.to_output(y, frames.dtype, out[start : start + step])
                 start += step
                 continue
@@ -268,10 +368,10 @@ class Engine:
                 if not is_oom(e):
                     raise
             # Outside the except block: its traceback held the activations that did not fit.
-            self._shrink(step, frames.shape[1], frames.shape[2])
+            self._shrink(step, frames.shape[1], frames.shape[2], tile)
         return out
 
-    def _shrink(self, batch: int, height: int, width: int) -> None:
+    def _shrink(self, batch: int, height: int, width: int, tile: int | None = None) -> None:
         """Make the next attempt need less memory, or raise when nothing smaller is left."""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -283,7 +383,7 @@ class Engine:
             raise VidsrError(
                 f"out of memory on a single {width}x{height} frame and --tile off forbids tiles"
             )
-        tile = (self.tile or max(height, width)) // 2
+        tile = (tile or self.tile or max(height, width)) // 2
         if tile < MIN_TILE:
             raise VidsrError(f"out of memory even with {self.tile}-pixel tiles")
         self.tile = tile

@@ -196,10 +196,11 @@ def describe_run(
     shown = [f"{k} {options[k]}" for k in ("crf", "preset", "cpu-used", "profile") if k in options]
     shown.append(choose_pix_fmt(enc.codec, info, enc.pix_fmt))
     scale = engine.outscale or engine.scale
+    tiles = engine.memory_note(info.height, info.width, batch)
     return (
         f"{src.name} -> {dst.name}: model {config.model}, device {engine.device}, "
-        f"precision {engine.precision}, batch {batch}, scale {scale:g}x ({width}x{height}), "
-        f"encoder {enc.codec} ({', '.join(shown)})"
+        f"precision {engine.precision}, batch {batch}{', ' + tiles if tiles else ''}, "
+        f"scale {scale:g}x ({width}x{height}), encoder {enc.codec} ({', '.join(shown)})"
     )
 
 

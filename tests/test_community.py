@@ -202,3 +202,11 @@ def test_eval_and_bench_take_a_community_file(files, tmp_path):
             "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["scale"] == 2
+
+
+def test_the_first_line_names_the_model_file_and_its_architecture(files, clip, tmp_path):
+    path, scale, arch = files["compact_x2.pth"]
+    r = run("upscale", clip, "-o", tmp_path / "o.mp4", "--model", path)
+    assert r.exit_code == 0, r.output
+    first = r.output.splitlines()[0]
+    assert f"model compact_x2.pth ({arch} x{scale})," in first and "model auto" not in first

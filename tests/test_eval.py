@@ -155,3 +155,19 @@ def test_eval_help_documents_every_step_and_mix():
     out = CliRunner().invoke(main, ["eval", "--help"]).output
     assert all(f"{k}:" in out for k in STEP_KINDS) and all(m in out for m in MIXES)
     assert all(body.replace(":pan", "") in out for body in MIXES.values())
+
+
+def test_eval_skips_what_is_not_a_usable_image_and_says_so(tmp_path):
+    y, x = np.mgrid[0:64, 0:64]
+    good = np.stack([x * 3, y * 3, (x + y) * 2], -1).clip(0, 255).astype(np.uint8)
+    Image.fromarray(good).save(tmp_path / "good.png")
+    (tmp_path / "a.png").write_bytes(b"not an image at all")  # UnidentifiedImageError before
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")  # IndexError in bicubic before
+    r = CliRunner().invoke(main, ["eval", "--model", "bicubic", "--data", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["images"] == 1
+    assert "skipped 1 unreadable (a.png) and 1 under 32 px (dot.png)" in r.stderr
+    (tmp_path / "good.png").unlink()
+    r = CliRunner().invoke(main, ["eval", "--model", "bicubic", "--data", str(tmp_path)])
+    assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert r.output.count("\n") == 1 and "no usable images" in r.output

@@ -301,3 +301,33 @@ def test_folder_with_videos_and_images(tmp_path):
     assert not (out / "c_x4.png").exists()
     assert "c.png" in r.output and "not a readable image" in r.output
     assert "3 of 4 files (1 video, 3 images) upscaled, 1 failed" in r.output
+
+
+def _gif(path, frames: int) -> None:
+    pictures = [Image.new("RGB", (32, 24), (60 * i, 90, 0)) for i in range(frames)]
+    pictures[0].save(path, save_all=frames > 1, append_images=pictures[1:], duration=100, loop=0)
+
+
+def test_a_still_gif_is_an_image_and_an_animated_gif_a_video(tmp_path):
+    _gif(tmp_path / "still.gif", 1)
+    _gif(tmp_path / "anim.gif", 4)
+    r = run("upscale", tmp_path / "still.gif", "--model", "bicubic")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "still_x4.png").size == (128, 96)
+    r = run("upscale", tmp_path / "anim.gif", "--model", "bicubic")
+    assert r.exit_code == 0, r.output
+    assert read_video(tmp_path / "anim_x4.mkv")["frames"] == 4
+    # an image name for the animation: refused in one line before any work, not "cannot .png"
+    r = run("upscale", tmp_path / "anim.gif", "-o", tmp_path / "o.png", "--model", "bicubic")
+    assert r.exit_code == OutputError.exit_code
+    assert "anim.gif is an animated GIF (4 frames): it is upscaled to a video" in r.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_video_options_on_an_image_are_refused(tmp_path):
+    Image.new("RGB", (16, 16)).save(tmp_path / "p.png")
+    r = run("upscale", tmp_path / "p.png", "--start", "1", "--model", "bicubic")
+    assert r.exit_code == 2 and "p.png is an image: --start applies to videos" in r.output
+    assert not (tmp_path / "p_x4.png").exists()
+    with pytest.raises(vidsr.errors.ConfigError, match="--duration applies to videos"):
+        vidsr.upscale_video(tmp_path / "p.png", model="bicubic", duration=2)

@@ -219,3 +219,81 @@ def test_atomic_write_to_an_impossible_place_is_an_output_error(tmp_path):
     with pytest.raises(OutputError, match="cannot write"):
         save_torch({"a": torch.ones(2)}, tmp_path / "afile" / "w.pt")
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def _malicious(path, protocol: int) -> None:
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path.write_bytes(pickle.dumps(Payload(), protocol=protocol))
+
+
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("random bytes", "is not a weights file vidsr can read"),
+        ("empty", "is empty (0 bytes)"),
+        ("zip slip", "names a path outside itself ('../evil.txt'); refused"),
+        ("pickle 2", "loading it would run posix.system; refused"),
+        ("pickle 4", "loading it would run posix.system; refused"),
+        ("folder", "is a folder, not a weights file"),
+        ("cut short", "its archive is damaged or cut short"),
+        ("plain zip", "a zip archive without PyTorch's records"),
+    ],
+)
+def test_a_bad_weights_file_is_one_plain_line_exit_4(tmp_path, kind, words):
+    import random
+    import zipfile
+
+    path = tmp_path / "w.pth"
+    if kind == "random bytes":
+        path.write_bytes(random.Random(0).randbytes(5000))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "zip slip":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("../evil.txt", "x")
+            z.writestr("archive/data.pkl", b"junk")
+    elif kind.startswith("pickle"):
+        _malicious(path, int(kind[-1]))
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "cut short":
+        torch.save({"w": torch.zeros(4)}, path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif kind == "plain zip":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("readme.txt", "hello")
+    clip = tmp_path / "c.mp4"
+    make_clip(clip, frames=2, audio=False)
+    for args in (["upscale", str(clip), "--model", "fast", "--weights", str(path)],
+                 ["upscale", str(clip), "--model", str(path)]):  # fmt: skip
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == WeightsError.exit_code == 4, r.output
+        assert r.output.count("\n") == 1 and words in r.output, r.output
+        assert "weights_only" not in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "c_x4.mp4").exists()
+
+
+def test_a_garbage_checkpoint_for_resume_is_one_line(tmp_path):
+    import random
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(random.Random(1).randbytes(3000))
+    r = CliRunner().invoke(main, ["train", "--resume", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 4, r.output
+    assert "mmap" not in r.output and "is not a weights file vidsr can read" in r.output
+
+
+@pytest.mark.parametrize("text", ['steps = "many"\n', "steps = [\n", "bogus = 1\n"])
+def test_a_bad_recipe_is_a_bad_option_exit_2(tmp_path, text):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(text)
+    r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--data", str(tmp_path),
+                                  "--out", str(tmp_path / "run")])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert r.output.count("\n") == 1 and "Traceback" not in r.output

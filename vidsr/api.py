@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .batch import BatchRunner, default_output, output_tag
+from .batch import BatchRunner, check_image_options, default_output, output_tag
 from .pipeline import Progress, UpscaleResult
 from .presets import build_config
 
@@ -36,6 +36,7 @@ def upscale_video(
     """
     config = build_config(preset, model=model, quiet=quiet, **options)
     src = Path(src)
+    check_image_options(src, config)
     dst = (
         Path(dst)
         if dst is not None

@@ -19,10 +19,12 @@ from pathlib import Path
 
 from .config import UpscaleConfig
 from .engine import Engine, output_size
-from .errors import Cancelled, InputError, OutputError, VidsrError
+from .errors import Cancelled, ConfigError, InputError, OutputError, VidsrError
 from .media.encode import check_encode, check_frame_size, check_output_path, resolve_codec
 from .media.images import (
+    IMAGE_EXTENSIONS,
     check_image_suffix,
+    gif_frames,
     image_output,
     is_image,
     list_images,
@@ -103,7 +105,9 @@ def list_videos(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.iterdir()
-        if p.suffix.lower() in VIDEO_EXTENSIONS
+        if (
+            p.suffix.lower() in VIDEO_EXTENSIONS or (p.suffix.lower() == ".gif" and not is_image(p))
+        )
         and p.is_file()
         and not p.name.startswith(".")
         and not _OUR_OUTPUT.search(p.stem)
@@ -134,6 +138,30 @@ def plan_jobs(
     return [(input, output or default_output(input, container=container, tag=tag))]
 
 
+def check_video_name(src: Path, dst: Path) -> None:
+    """A video (an animated GIF too) given an image's name to write: one line, before any work."""
+    if dst.suffix.lower() not in IMAGE_EXTENSIONS:
+        return
+    gif = src.suffix.lower() == ".gif"
+    what = f"an animated GIF ({gif_frames(src)} frames)" if gif else "a video"
+    raise OutputError(
+        f"{src.name} is {what}: it is upscaled to a video; give -o a .mkv, .mp4, .mov or .webm name"
+    )
+
+
+def check_image_options(src: Path, config: UpscaleConfig) -> None:
+    """A single image with an option only a video can take (a folder's videos take them)."""
+    if not is_image(src):
+        return
+    given = [flag for flag, value in (("--start", config.start), ("--duration", config.duration))
+             if value is not None]  # fmt: skip
+    if given:
+        verb = "apply" if len(given) > 1 else "applies"
+        raise ConfigError(
+            given[0], f"{src.name} is an image: {' and '.join(given)} {verb} to videos"
+        )
+
+
 def check_target(src: Path, dst: Path, config: UpscaleConfig, info: VideoInfo) -> None:
     """What can be known about the output before any frame is decoded or model built: the path
     (not the input, not a dangling link, writable, space left), codec and container, and whether
@@ -145,6 +173,7 @@ def check_target(src: Path, dst: Path, config: UpscaleConfig, info: VideoInfo) -
         check_image_suffix(dst)
         return
     check_output_path(dst, overwrite=config.overwrite)
+    check_video_name(src, dst)
     check_encode(config.encode, dst.suffix)
     scale = model_scale(config)
     size = output_size(info.height, info.width, scale, config.outscale)
@@ -364,8 +393,13 @@ def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> lis
         from .distributed import import_ray
 
         import_ray()  # without the extra, one line before any folder is made
+    if Path(input).is_file():
+        check_image_options(Path(input), config)
     jobs = plan_jobs(Path(input), out, config.container, output_tag(config))
     runner = BatchRunner(config, reporter=Reporter(quiet=config.quiet))
+    for src, dst in jobs:
+        if not is_image(src):  # before the codec check, which would only say ".png: no"
+            check_video_name(src, dst)
     for suffix in {dst.suffix for src, dst in jobs if not is_image(src)}:
         # an impossible codec/container fails before any work
         check_encode(runner._for_output(suffix).encode, suffix)

@@ -198,10 +198,21 @@ def describe_run(
     scale = engine.outscale or engine.scale
     tiles = engine.memory_note(info.height, info.width, batch)
     return (
-        f"{src.name} -> {dst.name}: model {config.model}, device {engine.device}, "
+        f"{src.name} -> {dst.name}: model {model_label(config, engine)}, device {engine.device}, "
         f"precision {engine.precision}, batch {batch}{', ' + tiles if tiles else ''}, "
         f"scale {scale:g}x ({width}x{height}), encoder {enc.codec} ({', '.join(shown)})"
     )
+
+
+def model_label(config: UpscaleConfig, engine: Engine) -> str:
+    """The model as the first line names it: a registry name, with the weights file when one
+    is given, or a model file with its architecture (`realesr-animevideov3.pth (RealESRGAN
+    Compact x4)`)."""
+    if config.model != "auto":
+        return f"{config.model} ({config.weights.name})" if config.weights else config.model
+    info = getattr(engine.model, "info", None)  # vidsr.community.CommunityModel
+    architecture = info.architecture if info is not None else engine.model.registry_name
+    return f"{config.weights.name} ({architecture} x{engine.scale})"
 
 
 def _one_pass(job: _Job, result: UpscaleResult) -> tuple[FrameReader, int]:

@@ -10,8 +10,10 @@ within bounds) before anything is built. `load_generator` turns either into a re
 from __future__ import annotations
 
 import hashlib
-import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,29 +146,105 @@ def sha256_of(path: Path) -> str:
 
 def load_file(path: Path, *, mmap: bool = False) -> Any:
     """The file's contents, nothing in it run: safetensors, or torch.load with weights_only (a
-    pickle that asks for any global but tensors and dicts is refused); any failure is one line."""
+    pickle that asks for any global but tensors and dicts is refused); any failure is one line
+    that says what the file is, never PyTorch's advice to load it unsafely."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder, not a weights file")
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path} is empty (0 bytes): not a weights file")
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file as load_safetensors
 
             return dict(load_safetensors(str(path), device="cpu"))
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        # torch's message for a pickle that names a callable: "... unsupported GLOBAL
-        # posix.system ...". Anything else (junk, a truncated file) is merely unreadable.
-        wanted = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(e))
-        if wanted is None:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WeightsError(f"cannot read weights from {path}: {first[:200]}") from None
+        _check_archive(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ...": not the user's
+            return torch.load(path, map_location="cpu", weights_only=True,
+                              mmap=mmap and zipfile.is_zipfile(path))  # fmt: skip
+    except WeightsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to read is the same user error
+        unsafe = _unsafe_global(path)
+        if unsafe is not None:
+            raise WeightsError(
+                f"{path} is not a plain weights file: loading it would run {unsafe}; refused"
+            ) from None
         raise WeightsError(
-            f"{path} is not a plain weights file: loading it would run {wanted.group(1)}; refused"
+            f"{path} is not a weights file vidsr can read (a PyTorch .pt/.pth or .safetensors): "
+            f"{_load_failure(e)}"
         ) from None
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"cannot read weights from {path}: {first[:200]}") from None
+
+
+# What a PyTorch weights file may name: tensors, their storages, the dicts that hold them.
+_SAFE_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode", "builtins.")
+
+
+def _check_archive(path: Path) -> None:
+    """A zip (torch.save's format) whose entries stay inside it, with PyTorch's records."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise WeightsError(f"{path} is a damaged zip archive, not a weights file ({e})") from None
+    outside = next((n for n in names if n.startswith("/") or ".." in Path(n).parts), None)
+    if outside is not None:
+        raise WeightsError(
+            f"{path} is not a weights file: its zip archive names a path outside itself "
+            f"({outside!r}); refused"
+        )
+    if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        raise WeightsError(f"{path} is a zip archive without PyTorch's records, not a weights file")
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle inside a weights file: the file itself, or the archive's data.pkl."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            name = next(n for n in z.namelist() if n.endswith("data.pkl"))
+            return z.read(name)
+    return path.read_bytes()
+
+
+def _unsafe_global(path: Path) -> str | None:
+    """The first callable the file's pickle would import beyond what weights need, read from
+    its opcodes (pickletools runs nothing); None if it names none, or is no pickle at all."""
+    try:
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(_pickle_bytes(path)):
+            if op.name in ("GLOBAL", "INST"):
+                name = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = f"{strings[-2]}.{strings[-1]}"
+            else:
+                if isinstance(arg, str):
+                    strings.append(arg)
+                continue
+            if not name.startswith(_SAFE_GLOBALS):
+                return name
+    except Exception:  # noqa: BLE001 - not a pickle (random bytes): nothing it would run
+        return None
+    return None
+
+
+def _load_failure(e: BaseException) -> str:
+    """What torch.load said, without its advice: the unpickler's own reason, else the first
+    line, at most 120 characters."""
+    text = str(e).strip()
+    if "PytorchStreamReader" in text or "central directory" in text:
+        return "its archive is damaged or cut short"
+    if re.search(r"Unsupported operand \d+", text):
+        return "its bytes are no pickle a weights file holds"
+    detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|Check the documentation|$)",
+                       text, re.S)  # fmt: skip
+    reason = detail.group(1) if detail else (text.splitlines()[0] if text else type(e).__name__)
+    reason = re.sub(r"\s*\(Could this error message be improved\?.*", "", reason)
+    return " ".join(reason.split())[:120]
 
 
 def _kind(value: Any) -> str:
@@ -311,7 +389,9 @@ def load_network(model: str, weights: str | Path | None) -> tuple[nn.Module, tup
     loaded = read_weights(weights)
     name = vidsr_model_of(loaded)
     if name is not None:
-        return build_generator(name, loaded).eval(), (0.0, 1.0)
+        net = build_generator(name, loaded).eval()
+        net.registry_name = name  # what the run's first line calls it
+        return net, (0.0, 1.0)
     from .community import load_community
 
     return load_community(loaded.path, loaded.state), (0.0, 1.0)

@@ -37,7 +37,8 @@ IMAGE_FORMATS = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
-IMAGE_EXTENSIONS = frozenset(IMAGE_FORMATS)
+# What is read as an image: what is written as one, and a still GIF (see is_image).
+IMAGE_EXTENSIONS = frozenset(IMAGE_FORMATS) | {".gif"}
 ORIENTATION = 0x0112  # the EXIF tag
 # Encoder settings for an upscale: near-transparent quality, full-resolution chroma.
 _SAVE_OPTIONS = {
@@ -78,8 +79,23 @@ class Picture:
         return self.rgb.shape[1]
 
 
+def gif_frames(path: Path) -> int:
+    """The frames of a GIF (0 if it cannot be read: reading it as an image will say why)."""
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except (OSError, ValueError, UnidentifiedImageError):
+        return 0
+
+
 def is_image(path: Path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    """Upscaled as an image: a PNG, JPEG, WebP or TIFF, or a GIF of one frame. An animated GIF
+    is a video to FFmpeg, its frame delays its timestamps, and goes the video way."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return not (path.is_file() and gif_frames(path) > 1)
+    return suffix in IMAGE_EXTENSIONS
 
 
 def image_output(src: Path, out_dir: Path | None = None, tag: str = "x4") -> Path:

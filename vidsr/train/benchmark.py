@@ -26,6 +26,7 @@ from ..metrics import Score, mean_score, score_y
 from .degrade import name_seed
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+MIN_LR = 8  # LR pixels a side at least: below that there is nothing left after the 4-px shave
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,19 @@ def load_benchmark(
         hr_files = [p for p in files if not p.stem.upper().endswith("_LR")]
     if not hr_files:
         raise InputError(f"no images in {folder} (expected NAME_HR.png [+ NAME_LR.png] files)")
-    pairs, made = [], 0
+    pairs, made, unreadable, small = [], 0, [], []
     for hr_path in hr_files:
-        hr = read_rgb(hr_path)
         stem = hr_path.stem[:-3] if hr_path.stem.upper().endswith("_HR") else hr_path.stem
         lr_path = next((p for p in files if p.stem.upper() == f"{stem}_LR".upper()), None)
-        lr = read_rgb(lr_path) if lr_path is not None else None
+        try:
+            hr = read_rgb(hr_path)
+            lr = read_rgb(lr_path) if lr_path is not None else None
+        except (OSError, ValueError, Image.DecompressionBombError):  # not an image, truncated
+            unreadable.append(hr_path.name)
+            continue
+        if min(hr.shape[:2]) < MIN_LR * scale:
+            small.append(hr_path.name)
+            continue
         if lr is not None and _fits(hr, lr, scale):
             hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
         else:
@@ -67,6 +75,13 @@ def load_benchmark(
             hr = mod_crop(hr, scale)
             lr = imresize(hr, 1 / scale)
         pairs.append(BenchmarkPair(stem, hr, lr))
+    skipped = [f"{len(unreadable)} unreadable ({', '.join(unreadable)})"] if unreadable else []
+    if small:
+        skipped.append(f"{len(small)} under {MIN_LR * scale} px ({', '.join(small)})")
+    if not pairs:
+        raise InputError(f"no usable images in {folder}: {' and '.join(skipped)}")
+    if skipped and notes is not None:
+        notes.append(f"skipped {' and '.join(skipped)}")
     if made and notes is not None:
         notes.append(
             f"the LR files in {folder.name} are not x{scale}: the x{scale} LR of {made} image(s) "

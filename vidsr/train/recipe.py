@@ -24,7 +24,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
 from ..config import TrainConfig
-from ..errors import VidsrError
+from ..errors import ConfigError, VidsrError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = "srresnet"
@@ -52,11 +52,13 @@ def recipe_path(recipe: str | Path) -> Path:
     path = Path(recipe)
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
-            raise VidsrError(f"recipe file not found: {path}")
+            raise ConfigError("--recipe", f"recipe file not found: {path}")
         return path
     named = RECIPES_DIR / f"{recipe}.toml"
     if not named.is_file():
-        raise VidsrError(f"unknown recipe {recipe!r}; choose from {', '.join(recipe_names())}")
+        raise ConfigError(
+            "--recipe", f"unknown recipe {recipe!r}; choose from {', '.join(recipe_names())}"
+        )
     return named
 
 
@@ -67,11 +69,13 @@ def load_recipe(recipe: str | Path) -> dict[str, Any]:
         with open(path, "rb") as f:
             values = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
-        raise VidsrError(f"recipe {path} is not valid TOML: {e}") from None
+        raise ConfigError("--recipe", f"{path} is not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("--recipe", f"cannot read {path}: {e}") from None
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise VidsrError(
-            f"recipe {path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(FIELDS))})"
+        raise ConfigError(
+            "--recipe", f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(FIELDS))})"
         )
     return values
 
@@ -86,14 +90,14 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         return Path(value)
     if kind.startswith("tuple"):
         if not isinstance(value, list | tuple):
-            raise VidsrError(f"{name} should be a list, got {value!r}")
+            raise ConfigError(name, f"should be a list, got {value!r}")
         return tuple(value)
     if kind == "float" and type(value) is int:
         return float(value)
     if kind.startswith("dict") and not isinstance(value, dict):
-        raise VidsrError(f"{name} should be a table, got {value!r}")
+        raise ConfigError(name, f"should be a table, got {value!r}")
     if kind in ("int", "float", "bool", "str") and type(value).__name__ != kind:
-        raise VidsrError(f"{name} should be {kind}, got {value!r}")
+        raise ConfigError(name, f"should be {kind}, got {value!r}")
     return value
 
 

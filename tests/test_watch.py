@@ -290,3 +290,38 @@ def test_bad_usage_is_one_line_and_non_zero(tmp_path, args, message):
     assert r.exit_code != 0
     assert message in r.output
     assert isinstance(r.exception, SystemExit)  # handled: no exception escaped the command
+
+
+def test_an_output_folder_deleted_while_watching_is_recreated_with_its_journal(tmp_path, clips):
+    import shutil
+
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    (inbox / "a.mp4").write_bytes(clips[12])
+    watcher = Watcher(config(inbox, out, once=False, stable_secs=0.2, poll=True))
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+
+    def until(check, what):
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+
+    try:
+        until(lambda: (out / "a_x4.mp4").exists(), "a.mp4 done")
+        shutil.rmtree(out)  # the user tidies up (or an other program does) while it runs
+        (inbox / "b.mp4").write_bytes(clips[8])
+        until(lambda: (out / "b_x4.mp4").exists(), "b.mp4 done into the recreated folder")
+        until(lambda: "b.mp4: done" in (out / ".vidsr" / "watch.log").read_text(), "logged")
+    finally:
+        watcher.stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    log = (out / ".vidsr" / "watch.log").read_text()
+    assert "was deleted" in log
+    # the journal came along: a.mp4 stays done (its output went with the folder, by the user's
+    # hand), b.mp4 is done, and a restart redoes neither nor renames b's output
+    assert {n: r.state for n, r in rows(out).items()} == {"a.mp4": "done", "b.mp4": "done"}
+    assert Watcher(config(inbox, out)).run().done == 0
+    assert sorted(p.name for p in out.iterdir()) == [".vidsr", "b_x4.mp4"]

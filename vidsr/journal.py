@@ -143,6 +143,14 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
+    def copy_to(self, path: Path) -> None:
+        """Every row into a new journal file at `path` (SQLite's online backup)."""
+        target = sqlite3.connect(path)
+        try:
+            self._db.backup(target)
+        finally:
+            target.close()
+
     def __enter__(self) -> Journal:
         return self
 

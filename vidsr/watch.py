@@ -165,6 +165,7 @@ class Watcher:
         self._done = self._failed = 0
         self._signalled = False
         self.journal: Journal | None = None
+        self._state = contextlib.ExitStack()  # the lock, log and journal in DIR/.vidsr
         self.runner = BatchRunner(config.upscale, cancel=self.cancel)
         self.jobs = config.jobs
         if config.upscale.ray is not None:  # the same jobs, run by Ray workers
@@ -486,22 +487,51 @@ class Watcher:
 
     def _run(self) -> WatchSummary:
         self._check()
+        with self._signals():
+            try:
+                self._open_state()
+                self._recover()
+                self._loop()
+                log.info("stopped: %d done, %d failed in this run", self._done, self._failed)
+            finally:
+                self._state.close()
+        return WatchSummary(self._done, self._failed, self._signalled)
+
+    def _open_state(self, carried: Journal | None = None) -> None:
+        """DIR/.vidsr: the lock, the log and the journal (`carried` copied in, when given)."""
         state_dir = journal_path(self.out).parent
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create {state_dir}: {e.strerror}") from None
-        with (
-            _exclusive(state_dir / "watch.lock"),
-            _log_to(state_dir / "watch.log", console=True, quiet=self.config.upscale.quiet),
-            self._open_journal() as journal,
-            self._signals(),
-        ):
-            self.journal = journal
-            self._recover()
-            self._loop()
-            log.info("stopped: %d done, %d failed in this run", self._done, self._failed)
-        return WatchSummary(self._done, self._failed, self._signalled)
+        state = contextlib.ExitStack()
+        try:
+            state.enter_context(_exclusive(state_dir / "watch.lock"))
+            state.enter_context(
+                _log_to(state_dir / "watch.log", console=True, quiet=self.config.upscale.quiet)
+            )
+            if carried is not None:
+                carried.copy_to(journal_path(self.out))
+            self.journal = state.enter_context(self._open_journal())
+        except BaseException:
+            state.close()
+            raise
+        self._state = state
+
+    def _keep_state(self) -> None:
+        """The output folder (or its .vidsr) was deleted under us: the journal and the log would
+        go on into deleted files, and a restart would know nothing of this run. Recreate them,
+        with the journal's rows copied from the open (deleted) file: nothing is redone."""
+        if journal_path(self.out).exists():
+            return
+        old, state = self.journal, self._state
+        state.pop_all()  # the old lock, log and journal stay open until their contents are out
+        try:
+            self._open_state(carried=old)
+        finally:
+            old.close()
+            state.close()
+        log.warning("%s was deleted while watching: recreated, with its journal", self.out)
 
     def _loop(self) -> None:
         c = self.config
@@ -523,6 +553,7 @@ class Watcher:
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="vidsr-job")
         try:
             while True:
+                self._keep_state()
                 self._collect()
                 if self.stop.is_set():
                     if not self._running:

@@ -26,6 +26,7 @@ import vidsr
 from vidsr.batch import BatchRunner, plan_jobs
 from vidsr.cli import main
 from vidsr.config import EncodeConfig, UpscaleConfig
+from vidsr.distributed import loopback_only
 from vidsr.errors import VidsrError
 from vidsr.media.probe import probe
 from vidsr.media.segments import Segment
@@ -53,17 +54,18 @@ def cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vidsr[ray]')")
     # Ray's socket paths must stay short: a temp dir of its own directly under /tmp
     temp = tempfile.mkdtemp(prefix="vr", dir="/tmp")
-    try:
-        # Ray resolves 127.0.0.1 to this machine's own address: the cluster is this machine
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
-    except Exception as e:  # noqa: BLE001 - any reason Ray cannot start here skips, said
-        shutil.rmtree(temp, ignore_errors=True)
-        pytest.skip(f"a local Ray cluster cannot start here: {e}")
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+    with loopback_only():  # every server and worker on 127.0.0.1: a test talks to no network
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
+        except Exception as e:  # noqa: BLE001 - any reason Ray cannot start here skips, said
+            shutil.rmtree(temp, ignore_errors=True)
+            pytest.skip(f"a local Ray cluster cannot start here: {e}")
+        try:
+            assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in ray.nodes())
+            yield ray
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +315,44 @@ def test_ray_does_not_take_sigterm_from_the_cli(cluster, tmp_path):
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     assert proc.stdout.strip() == "handled", (proc.returncode, proc.stderr[-2000:])
+
+
+@pytest.mark.slow  # a head of its own: about 20 s
+def test_a_head_started_on_loopback_is_joined_on_loopback(tmp_path):
+    """`ray start --head --node-ip-address 127.0.0.1`, then `vidsr upscale --ray 127.0.0.1:PORT`:
+    the driver registers on 127.0.0.1 too (it took the machine's network address, where
+    nothing answered), and nothing of the cluster listens beyond loopback."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'vidsr[ray]')")
+    ray_cli = Path(sys.executable).with_name("ray")
+    temp = tempfile.mkdtemp(prefix="vh", dir="/tmp")
+    port = 6400 + os.getpid() % 500
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # the head on loopback only
+    env.pop("RAY_AUTH_MODE", None)
+    start = subprocess.run(
+        [str(ray_cli), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+         "--temp-dir", temp, "--num-cpus", "1", "--include-dashboard", "false",
+         "--disable-usage-stats"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    try:
+        if start.returncode != 0:
+            pytest.skip(f"ray start cannot run here: {start.stderr.strip()[-300:]}")
+        make_clip(tmp_path / "a.mp4", frames=6, audio=False)
+        user_env = {k: v for k, v in os.environ.items()
+                    if k not in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-m", "vidsr", "upscale", str(tmp_path / "a.mp4"), "-o",
+             str(tmp_path / "o.mp4"), "--model", "bicubic", "--device", "cpu", "-q",
+             "--ray", f"127.0.0.1:{port}"],
+            env={**user_env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+            timeout=180,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert (tmp_path / "o.mp4").is_file()
+        listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+        own = [line for line in listening.splitlines() if f":{port} " in line]
+        assert own and all("127.0.0.1" in line for line in own), own
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True,
+                       timeout=60)  # fmt: skip
+        shutil.rmtree(temp, ignore_errors=True)

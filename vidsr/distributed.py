@@ -65,6 +65,41 @@ class RemoteError(VidsrError):
         self.exit_code = exit_code
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+# Ray takes the machine's network address as its node's, even when told 127.0.0.1, except where
+# this is off (meant for laptops: no firewall prompts); then every server and the driver use the
+# loopback address. Its children read the variable, this process Ray's constant of it.
+_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def is_loopback(address: str) -> bool:
+    """An address on this machine only: `auto` (a local instance) or a 127.0.0.1 / ::1 head."""
+    if address == AUTO:
+        return True
+    host = address.removeprefix("ray://").rsplit(":", 1)[0]
+    return host in _LOOPBACK_HOSTS
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Ray's servers and this driver on 127.0.0.1 only, for a cluster that is this machine:
+    nothing listens on the network, and a head started with --node-ip-address 127.0.0.1 is
+    joined where it is (not at the machine's network address, where nothing answers)."""
+    from ray._private import ray_constants
+
+    before = os.environ.get(_LOOPBACK_ONLY), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_LOOPBACK_ONLY] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if before[0] is None:
+            os.environ.pop(_LOOPBACK_ONLY, None)
+        else:
+            os.environ[_LOOPBACK_ONLY] = before[0]
+        ray_constants.ENABLE_RAY_CLUSTER = before[1]
+
+
 @contextlib.contextmanager
 def connected(address: str) -> Iterator:
     """Ray, connected: `auto` starts a local instance (every GPU and CPU of this machine), an
@@ -79,21 +114,43 @@ def connected(address: str) -> Iterator:
         options.update(address="local", include_dashboard=False)
     else:
         options["address"] = address
+        _send_token()
     handlers = _signal_handlers()
+    with loopback_only() if is_loopback(address) else contextlib.nullcontext():
+        try:
+            ray.init(**options)
+        except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError
+            where = (
+                "start Ray here" if address == AUTO else f"connect to the Ray cluster at {address}"
+            )
+            raise ConfigError("--ray", f"cannot {where}: {_reason(e)}") from None
+        finally:
+            # Ray's core worker takes SIGTERM for itself and dies on it; the CLI's handler stops
+            # the run cleanly instead (its work folders journalled, exit code 143)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+def _send_token() -> None:
+    """Joining a cluster: Ray (2.5x on) starts heads with token authentication, and a driver
+    that has the token (RAY_AUTH_TOKEN, or the file `ray start` wrote) still sends none unless
+    its auth mode says so: Ray's own helper turns it on where a token is there. A RAY_AUTH_MODE
+    the user set is left as it is."""
     try:
-        ray.init(**options)
-    except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError from Ray
-        where = "start Ray here" if address == AUTO else f"connect to the Ray cluster at {address}"
-        raise ConfigError("--ray", f"cannot {where}: {_reason(e)}") from None
-    finally:
-        # Ray's core worker takes SIGTERM for itself and dies on it; the CLI's handler stops
-        # the run cleanly instead (its work folders journalled, exit code 143)
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+        from ray._private.authentication import authentication_token_setup as auth
+    except ImportError:  # a Ray without token authentication
+        return
+    quiet = logging.getLogger(auth.__name__)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "token authentication is enabled": that is the point
     try:
-        yield ray
+        auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     finally:
-        ray.shutdown()
+        quiet.setLevel(level)
 
 
 def _signal_handlers() -> dict[int, object]:

@@ -174,8 +174,8 @@ def load_file(path: Path, *, mmap: bool = False) -> Any:
                 f"{path} is not a plain weights file: loading it would run {unsafe}; refused"
             ) from None
         raise WeightsError(
-            f"{path} is not a weights file vidsr can read (a PyTorch .pt/.pth or .safetensors): "
-            f"{_load_failure(e)}"
+            f"cannot read weights from {path}: not a PyTorch .pt/.pth or .safetensors file "
+            f"({_load_failure(e)})"
         ) from None
 
 

@@ -131,11 +131,11 @@ def worker_peak(dry: bool) -> None:
 
 def worker_codec(dry: bool) -> None:
     """Encode fps at 4x 960x540 (= 3840x2160) per encoder, then decode fps of the x264 result."""
-    from vidsr.bench import decode_fps, encode_fps
     from vidsr.config import EncodeConfig, UpscaleConfig
     from vidsr.media.encode import NVENC, encoder_options, nvenc_unavailable
     from vidsr.media.probe import probe
     from vidsr.media.sample import write_sample
+    from vidsr.quality.throughput import decode_fps, encode_fps
 
     w, h, frames = (32, 18, 4) if dry else (960, 540, 48)
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,10 +187,10 @@ def compile_rows(model: str, size: str, precision: str, dev: str, modes, dry: bo
     import numpy as np
     import torch
 
-    from vidsr.bench import model_fps, parse_size
-    from vidsr.engine import Engine
     from vidsr.media.sample import sample_frame
     from vidsr.models import build_model
+    from vidsr.quality.throughput import model_fps, parse_size
+    from vidsr.upscale.engine import Engine
 
     w, h = parse_size(size)
     gc.collect()  # the last shape's engines and slots

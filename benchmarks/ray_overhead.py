@@ -22,8 +22,8 @@ from pathlib import Path
 
 
 def make_clips(folder: Path, count: int, size: str, seconds: float) -> None:
-    from vidsr.bench import parse_size
     from vidsr.media.sample import write_sample
+    from vidsr.quality.throughput import parse_size
 
     width, height = parse_size(size)
     for i in range(count):
@@ -44,7 +44,7 @@ def warm_task_costs(folder: Path, out: Path, model: str, tasks: int) -> dict[str
     """On a Ray instance started here: the start-up, an empty task's round trip on a warm
     worker, and what a whole-file task costs the driver beyond the worker's upscale time."""
     from vidsr.config import UpscaleConfig
-    from vidsr.distributed import RayRunner
+    from vidsr.jobs.distributed import RayRunner
 
     config = UpscaleConfig(model=model, device="cpu", ray="auto", overwrite=True, quiet=True)
     t0 = time.perf_counter()
@@ -63,7 +63,7 @@ def warm_task_costs(folder: Path, out: Path, model: str, tasks: int) -> dict[str
             result = runner.run_one(clip, out / clip.name)
             extra.append(time.perf_counter() - t - result.seconds)
     local = []
-    from vidsr.batch import BatchRunner
+    from vidsr.jobs.batch import BatchRunner
 
     runner = BatchRunner(UpscaleConfig(model=model, device="cpu", overwrite=True, quiet=True))
     for clip in clips * 2:

@@ -50,7 +50,7 @@ def _timed(step, count: int, warmup: int = 2) -> float:
 
 
 def one_vidsr(size: str, frames: int) -> dict:
-    from vidsr.bench import run_bench
+    from vidsr.quality.throughput import run_bench
 
     r = run_bench(model="srresnet", size=size, frames=frames, device="cpu", repeat=2)
     return {
@@ -179,7 +179,7 @@ def machine() -> str:
         pass
     import torch
 
-    from vidsr.engine import cpu_has_fast_bf16
+    from vidsr.upscale.engine import cpu_has_fast_bf16
 
     return (
         f"{model}, {os.cpu_count()} cores, fast bf16: {cpu_has_fast_bf16()}; "

@@ -5,8 +5,8 @@ import pytest
 from click.testing import CliRunner
 from media import make_clip, make_subtitled_mkv, read_video
 
-from vidsr import weights as weights_mod
 from vidsr.cli import main
+from vidsr.models import weights as weights_mod
 
 
 @pytest.fixture(scope="module")

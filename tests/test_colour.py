@@ -14,7 +14,7 @@ from media import make_clip
 import vidsr
 from vidsr.config import UpscaleConfig
 from vidsr.media.probe import probe
-from vidsr.pipeline import precision_for
+from vidsr.upscale.pipeline import precision_for
 
 # (matrix, primaries, transfer) as FFmpeg numbers
 BT601 = (6, 6, 6)  # smpte170m

@@ -150,8 +150,8 @@ def test_an_unknown_state_dict_is_one_line(tmp_path, clip):
 
 
 def test_precision_follows_what_the_architecture_supports():
-    from vidsr.community import CommunityModel
-    from vidsr.engine import Engine
+    from vidsr.models.community import CommunityModel
+    from vidsr.upscale.engine import Engine
 
     class NoHalf(torch.nn.Module):
         scale = 2
@@ -167,7 +167,7 @@ def test_precision_follows_what_the_architecture_supports():
 
 def test_a_vidsr_model_in_a_basicsr_layout_is_still_a_vidsr_model(tmp_path, clip):
     from vidsr.models import build_model
-    from vidsr.weights import describe_weights, load_network
+    from vidsr.models.weights import describe_weights, load_network
 
     torch.manual_seed(0)
     net = build_model("fast")

@@ -7,16 +7,16 @@ from click.testing import CliRunner
 from media import make_clip
 from PIL import Image
 
-from vidsr import compare as compare_mod
 from vidsr.cli import main
-from vidsr.compare import compare, default_contenders, load_frame, parse_models, parse_time
-from vidsr.engine import Engine
 from vidsr.errors import ConfigError, InputError, OutputError
-from vidsr.imresize import imresize
 from vidsr.media.decode import FrameReader
 from vidsr.media.probe import probe
-from vidsr.metrics import psnr, rgb_to_y
 from vidsr.models import build_model
+from vidsr.quality import compare as compare_mod
+from vidsr.quality.compare import compare, default_contenders, load_frame, parse_models, parse_time
+from vidsr.quality.imresize import imresize
+from vidsr.quality.metrics import psnr, rgb_to_y
+from vidsr.upscale.engine import Engine
 
 
 def run(*args):
@@ -47,7 +47,7 @@ def label_bar(sheet, panel, height):
 def test_default_models_are_bicubic_and_every_shipped_one(monkeypatch):
     got = [c.model for c in default_contenders()]
     assert got == ["bicubic", "srresnet", "srgan", "fast", "real"]
-    from vidsr import weights
+    from vidsr.models import weights
 
     monkeypatch.setattr(weights, "SHIPPED", {"fast": weights.SHIPPED["fast"]})
     assert [c.model for c in default_contenders()] == ["bicubic", "fast"]

@@ -7,9 +7,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from vidsr.errors import VidsrError
-from vidsr.imresize import imresize
-from vidsr.metrics import psnr
 from vidsr.models import build_model
+from vidsr.quality.imresize import imresize
+from vidsr.quality.metrics import psnr
 from vidsr.train.data import PairDataset, StepSampler
 from vidsr.train.degrade import (
     CODECS,

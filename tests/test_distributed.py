@@ -23,18 +23,18 @@ from click.testing import CliRunner
 from media import make_clip
 
 import vidsr
-from vidsr.batch import BatchRunner, plan_jobs
 from vidsr.cli import main
 from vidsr.config import EncodeConfig, UpscaleConfig
-from vidsr.distributed import loopback_only
 from vidsr.errors import VidsrError
+from vidsr.jobs.batch import BatchRunner, plan_jobs
+from vidsr.jobs.distributed import loopback_only
+from vidsr.jobs.presets import parse_preset
+from vidsr.jobs.report import Reporter
 from vidsr.media.probe import probe
 from vidsr.media.segments import Segment
-from vidsr.pipeline import segment_frames
-from vidsr.presets import parse_preset
-from vidsr.report import Reporter
-from vidsr.resume import WorkFolder, work_path
-from vidsr.staging import TEMP_MARKER
+from vidsr.media.staging import TEMP_MARKER
+from vidsr.upscale.pipeline import segment_frames
+from vidsr.upscale.resume import WorkFolder, work_path
 
 REPO = Path(__file__).resolve().parents[1]
 SEGMENT_SECONDS = 0.5  # 12 frames of make_clip's clips: the long one is 10 segment tasks
@@ -149,7 +149,7 @@ def run_watched(runner, jobs, kill: str | None = None):
 
 @pytest.mark.slow  # the cluster tests take about 45 s together on 2 cores
 def test_a_folder_and_a_long_video_on_two_workers_match_a_local_run(cluster, folder, tmp_path):
-    from vidsr.distributed import RayRunner, estimate
+    from vidsr.jobs.distributed import RayRunner, estimate
 
     inbox, local, local_said = folder
     out = tmp_path / "out"
@@ -171,7 +171,7 @@ def test_a_folder_and_a_long_video_on_two_workers_match_a_local_run(cluster, fol
 
 @pytest.mark.slow  # the cluster tests take about 45 s together on 2 cores
 def test_a_worker_killed_mid_segment_loses_and_doubles_nothing(cluster, folder, tmp_path):
-    from vidsr.distributed import RayRunner
+    from vidsr.jobs.distributed import RayRunner
 
     inbox, local, _ = folder
     out = tmp_path / "out"
@@ -280,7 +280,7 @@ def test_the_long_clip_is_the_number_of_segments_the_tests_assume(folder):
 
 
 def test_workers_ask_for_one_gpu_each_where_the_cluster_has_gpus():
-    from vidsr.distributed import worker_slots
+    from vidsr.jobs.distributed import worker_slots
 
     gpus = {"CPU": 64.0, "GPU": 8.0}
     assert worker_slots(gpus, config(device="auto")) == (8, {"num_gpus": 1, "num_cpus": 1})
@@ -293,7 +293,7 @@ SIGTERM_AFTER_INIT = """
 import os, signal, sys, time
 got = []
 signal.signal(signal.SIGTERM, lambda *a: got.append(1))
-from vidsr.distributed import connected
+from vidsr.jobs.distributed import connected
 with connected("auto"):
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.5)

@@ -12,11 +12,11 @@ from media import make_clip
 from torch import nn
 
 from vidsr.config import UpscaleConfig
-from vidsr.engine import Engine, batch_for_memory, parse_tile, tune_malloc
 from vidsr.errors import VidsrError
 from vidsr.models import SRResNet
-from vidsr.pipeline import upscale_file
-from vidsr.slots import SlotRing
+from vidsr.upscale.engine import Engine, batch_for_memory, parse_tile, tune_malloc
+from vidsr.upscale.pipeline import upscale_file
+from vidsr.upscale.slots import SlotRing
 
 
 class Budget(nn.Module):
@@ -172,7 +172,7 @@ def test_a_frame_over_the_memory_budget_is_tiled_and_equals_the_whole_frame():
 
 
 def test_the_first_line_says_when_a_budget_tiles(tmp_path):
-    from vidsr.batch import BatchRunner
+    from vidsr.jobs.batch import BatchRunner
 
     src = tmp_path / "in.mp4"
     make_clip(src, width=640, height=480, frames=2, vfr=False, audio=False)

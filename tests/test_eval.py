@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from vidsr import weights as weights_mod
 from vidsr.cli import main
-from vidsr.imresize import imresize
-from vidsr.metrics import psnr
+from vidsr.models import weights as weights_mod
+from vidsr.quality.imresize import imresize
+from vidsr.quality.metrics import psnr
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
 SET5 = BENCH / "Set5"
@@ -118,7 +118,7 @@ def test_eval_degrade_list_is_applied_in_order_and_shown_in_the_table(tmp_path):
 
 
 def test_eval_damage_depends_on_the_name_not_the_folder(tmp_path):
-    from vidsr.train.benchmark import degrade_pairs, load_benchmark
+    from vidsr.quality.scoring import degrade_pairs, load_benchmark
     from vidsr.train.degrade import parse_spec
 
     spec = parse_spec("legacy")  # draws q and noise per image
@@ -129,7 +129,7 @@ def test_eval_damage_depends_on_the_name_not_the_folder(tmp_path):
 
 
 def test_eval_damages_the_distributed_lr_file(tmp_path):
-    from vidsr.train.benchmark import degrade_pairs, load_benchmark
+    from vidsr.quality.scoring import degrade_pairs, load_benchmark
     from vidsr.train.degrade import parse_spec
 
     hr = np.asarray(Image.open(_bench(tmp_path, names=("x",)) / "x.png"))

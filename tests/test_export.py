@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from vidsr.cli import main
 from vidsr.models import MODELS, build_model
-from vidsr.weights import load_generator, sha256_of
+from vidsr.models.weights import load_generator, sha256_of
 
 
 def _checkpoint(tmp_path, name="fast", **arch):

@@ -16,13 +16,12 @@ from click.testing import CliRunner
 from media import make_clip
 
 import vidsr
-from vidsr.batch import BatchRunner
 from vidsr.cli import main
 from vidsr.config import OPTIONS, UpscaleConfig
 from vidsr.errors import ConfigError
-from vidsr.journal import Journal, journal_path
-from vidsr.staging import TEMP_MARKER, WriterLock, remove_stale, temp_path_for
-from vidsr.watch import WatchConfig, Watcher
+from vidsr.jobs.journal import Journal, journal_path
+from vidsr.jobs.watch import WatchConfig, Watcher
+from vidsr.media.staging import TEMP_MARKER, WriterLock, remove_stale, temp_path_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +68,7 @@ def test_help_shows_the_presets_real_defaults():
 
 
 def test_an_explicit_flag_beats_the_preset_and_a_new_codec_drops_its_crf(clip, monkeypatch):
-    import vidsr.batch as batch_mod
+    import vidsr.jobs.batch as batch_mod
 
     seen = []
     monkeypatch.setattr(batch_mod, "upscale_path", lambda i, o, config: seen.append(config) or [])
@@ -117,7 +116,7 @@ def test_the_same_config_error_type_from_every_front_end():
 
 
 def test_sub_clis_import_on_their_own():
-    for module in ("vidsr.train.cli", "vidsr.watch_cli", "vidsr.cli"):
+    for module in ("vidsr.cli.train", "vidsr.cli.watch", "vidsr.cli"):
         r = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -165,16 +164,17 @@ def test_watch_start_keeps_the_temp_file_of_an_upscale_writing_into_out(tmp_path
         lock.release()
 
 
+# The CLI with its progress (stderr is no terminal here: LogLines) slowed to 0.3 s a frame and
+# each frame said on stdout, so that the test can stop it mid-way.
 SLOW_UPSCALE = """
 import sys, time
-from vidsr import pipeline
-real = pipeline._encode_stage
-def slow(writer, ring, inq, stages, info, progress):
-    def tick(done, total):
-        print("frame", done, flush=True)
-        time.sleep(0.3)
-    return real(writer, ring, inq, stages, info, tick)
-pipeline._encode_stage = slow
+from vidsr.jobs.report import LogLines
+real = LogLines.__call__
+def slow(self, done, total):
+    print("frame", done, flush=True)
+    time.sleep(0.3)
+    return real(self, done, total)
+LogLines.__call__ = slow
 from vidsr.cli import main
 main(sys.argv[1:], prog_name="vidsr")
 """
@@ -186,8 +186,10 @@ def _slow_upscale(tmp_path, src, dst):
     cmd = [sys.executable, str(script), "upscale", str(src), "-o", str(dst), "--model", "bicubic"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert proc.stdout.readline().startswith("frame"), proc.stderr.read()
-    return proc
+    for line in proc.stdout:  # the first report is the frames kept (0): wait for one written
+        if line.startswith("frame") and int(line.split()[1]) >= 1:
+            return proc
+    raise AssertionError(proc.stderr.read())
 
 
 def test_sigterm_mid_upscale_is_a_message_exit_143_and_nothing_left(tmp_path, clip):
@@ -289,11 +291,11 @@ def test_control_characters_in_names_stay_on_one_log_line(tmp_path, clip):
 
 
 def test_the_watcher_builds_one_engine_for_all_jobs(tmp_path, clip, monkeypatch):
-    import vidsr.batch as batch_mod
+    import vidsr.jobs.batch as batch_mod
 
     built = []
-    real = batch_mod._build_engine
-    monkeypatch.setattr(batch_mod, "_build_engine", lambda *a: built.append(a) or real(*a))
+    real = batch_mod.build_engine
+    monkeypatch.setattr(batch_mod, "build_engine", lambda *a: built.append(a) or real(*a))
     inbox, out = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     for name in ("a.mp4", "b.mp4", "c.mp4"):
@@ -305,10 +307,12 @@ def test_the_watcher_builds_one_engine_for_all_jobs(tmp_path, clip, monkeypatch)
 def test_dangling_symlink_output_is_refused_before_work(tmp_path, clip, monkeypatch):
     dst = tmp_path / "o.mp4"
     dst.symlink_to(tmp_path / "nowhere" / "x.mp4")
+    import vidsr.jobs.batch as batch_mod
+
     started = []
-    monkeypatch.setattr(BatchRunner, "_sweep", lambda self, folder: started.append(folder))
+    monkeypatch.setattr(batch_mod, "build_engine", lambda *a: started.append(a))
     line = one_error_line(run("upscale", clip, "-o", dst, "--model", "bicubic"))
-    assert "dangling" in line and started == []
+    assert "dangling" in line and started == []  # no model was even loaded
 
 
 def test_codec_auto_says_what_it_took(clip, tmp_path):

@@ -16,11 +16,11 @@ import torch
 from media import pattern
 
 from vidsr.config import EncodeConfig, UpscaleConfig
-from vidsr.engine import Engine
 from vidsr.models import SRResNet
-from vidsr.pipeline import upscale_file
-from vidsr.slots import SlotRing
-from vidsr.weights import load_generator
+from vidsr.models.weights import load_generator
+from vidsr.upscale.engine import Engine
+from vidsr.upscale.pipeline import upscale_file
+from vidsr.upscale.slots import SlotRing
 
 pytestmark = pytest.mark.gpu
 

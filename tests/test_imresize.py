@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidsr.imresize import imresize, mod_crop
 from vidsr.models.bicubic import Bicubic
+from vidsr.quality.imresize import imresize, mod_crop
 
 
 def test_constant_image_stays_constant_and_uint8():

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from vidsr.errors import OutputError
-from vidsr.journal import SCHEMA_VERSION, Journal
+from vidsr.jobs.journal import SCHEMA_VERSION, Journal
 
 
 @pytest.fixture

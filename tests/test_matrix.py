@@ -34,11 +34,11 @@ import numpy as np
 import pytest
 from media import decoded_numbers, make_packed_bframes_avi, make_source
 
-from vidsr.batch import BatchRunner
 from vidsr.config import EncodeConfig, UpscaleConfig
 from vidsr.errors import Cancelled, OutputError
+from vidsr.jobs.batch import BatchRunner
 from vidsr.media.encode import CODECS, CONTAINERS, NVENC, check_encode
-from vidsr.resume import work_path
+from vidsr.upscale.resume import work_path
 
 pytestmark = pytest.mark.matrix
 

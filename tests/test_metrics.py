@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from vidsr.metrics import psnr, rgb_to_y, score_y, shave, ssim
+from vidsr.quality.metrics import psnr, rgb_to_y, score_y, shave, ssim
 
 
 def test_rgb_to_y_studio_range():
@@ -44,7 +44,7 @@ def _texture(seed=0, size=96):
 
 
 def test_grid_index_sees_a_phase_locked_pattern_only():
-    from vidsr.metrics import grid_index
+    from vidsr.quality.metrics import grid_index
 
     img = _texture()
     clean = grid_index(img)
@@ -59,7 +59,7 @@ def test_grid_index_sees_a_phase_locked_pattern_only():
 
 
 def test_detail_and_colour_shift():
-    from vidsr.metrics import colour_shift, detail
+    from vidsr.quality.metrics import colour_shift, detail
 
     hr = _texture(1)
     from PIL import Image
@@ -75,7 +75,7 @@ def test_detail_and_colour_shift():
 def test_grid_loss_matches_the_index():
     import torch
 
-    from vidsr.metrics import grid_index
+    from vidsr.quality.metrics import grid_index
     from vidsr.train.losses import grid_loss
 
     hr = _texture(2)

@@ -4,10 +4,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vidsr import weights as weights_mod
 from vidsr.errors import WeightsError
 from vidsr.models import MODELS, Discriminator, build_model, fold_batchnorm
-from vidsr.weights import load_generator
+from vidsr.models import weights as weights_mod
+from vidsr.models.weights import load_generator
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

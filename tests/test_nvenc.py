@@ -95,7 +95,7 @@ def test_an_encoder_that_cannot_open_is_refused_in_one_line(codec):
 def test_upscale_with_nvenc_is_refused_before_any_work(tmp_path, monkeypatch):
     from media import make_clip
 
-    import vidsr.batch
+    import vidsr.jobs.batch
 
     needs_no_nvenc("hevc_nvenc")
     src = tmp_path / "in.mp4"
@@ -104,7 +104,7 @@ def test_upscale_with_nvenc_is_refused_before_any_work(tmp_path, monkeypatch):
     def no_engine(*a, **k):
         raise AssertionError("an engine was built before the encoder was checked")
 
-    monkeypatch.setattr(vidsr.batch, "_build_engine", no_engine)
+    monkeypatch.setattr(vidsr.jobs.batch, "build_engine", no_engine)
     out = tmp_path / "out.mp4"
     args = ["upscale", str(src), "-o", str(out), "--model", "bicubic", "--codec", "hevc_nvenc"]
     r = CliRunner().invoke(main, args)
@@ -129,17 +129,17 @@ def test_ten_bit_falls_back_to_8_bit_only_where_the_gpu_refuses_it(monkeypatch):
     )
     notes: list[str] = []
     cfg = EncodeConfig(codec="h264_nvenc")
-    assert encode._nvenc_pix_fmt(cfg, "p010le", 256, 192, {}, notes.append) == "yuv420p"
+    assert encode.nvenc_pix_fmt(cfg, "p010le", 256, 192, {}, notes.append) == "yuv420p"
     assert "cannot encode p010le" in notes[0] and "yuv420p" in notes[0]
     # Asked for by name: never silently changed.
     with pytest.raises(OutputError, match="cannot encode p010le at 256x192"):
-        encode._nvenc_pix_fmt(EncodeConfig(codec="h264_nvenc", pix_fmt="p010le"), "p010le",
+        encode.nvenc_pix_fmt(EncodeConfig(codec="h264_nvenc", pix_fmt="p010le"), "p010le",
                               256, 192, {}, notes.append)  # fmt: skip
     opened.add("p010le")
-    assert encode._nvenc_pix_fmt(cfg, "p010le", 256, 192, {}, notes.append) == "p010le"
+    assert encode.nvenc_pix_fmt(cfg, "p010le", 256, 192, {}, notes.append) == "p010le"
     opened.clear()
     with pytest.raises(OutputError, match="use libx265"):
-        encode._nvenc_pix_fmt(cfg, "yuv420p", 256, 192, {}, notes.append)
+        encode.nvenc_pix_fmt(cfg, "yuv420p", 256, 192, {}, notes.append)
 
 
 def test_auto_takes_hevc_nvenc_where_it_opens_else_libx264(monkeypatch):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from vidsr.cli import main
 from vidsr.models import build_model
-from vidsr.weights import load_generator, sha256_of
+from vidsr.models.weights import load_generator, sha256_of
 
 onnx = pytest.importorskip("onnx", reason="needs the onnx package (pip install 'vidsr[onnx]')")
 ort = pytest.importorskip(

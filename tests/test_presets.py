@@ -15,7 +15,7 @@ from media import make_clip, read_video
 import vidsr
 from vidsr.cli import main
 from vidsr.errors import OutputError, VidsrError
-from vidsr.presets import build_config, builtin_names, load_preset
+from vidsr.jobs.presets import build_config, builtin_names, load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {"fast", "balanced", "quality", "archival", "footage"}
@@ -50,7 +50,7 @@ def test_presets_ship_in_the_wheel(tmp_path):
         z.extractall(tmp_path / "site")
     # Load them from that installed copy, not from the checkout.
     code = (
-        "import vidsr.presets as p; print(p.__file__); "
+        "import vidsr.jobs.presets as p; print(p.__file__); "
         "print(' '.join(x.name + '=' + x.values['codec'] for x in p.builtin_presets()))"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}

@@ -55,15 +55,13 @@ def test_skip_existing_and_overwrite_contradict(clip, tmp_path):
 
 SLOW_LOGGED = """
 import sys, time
-from vidsr import pipeline, report
+from vidsr.jobs import report
 report.LOG_EVERY = 0.3
-real = pipeline._encode_stage
-def slow(writer, ring, inq, stages, info, progress):
-    def tick(done, total):
-        progress(done, total)
-        time.sleep(0.25)
-    return real(writer, ring, inq, stages, info, tick)
-pipeline._encode_stage = slow
+real = report.LogLines.__call__
+def slow(self, done, total):
+    real(self, done, total)
+    time.sleep(0.25)
+report.LogLines.__call__ = slow
 from vidsr.cli import main
 main(sys.argv[1:], prog_name="vidsr")
 """

@@ -17,16 +17,17 @@ import pytest
 from click.testing import CliRunner
 from media import make_clip
 
-from vidsr import pipeline, report
-from vidsr.batch import BatchRunner
 from vidsr.cli import main
 from vidsr.config import EncodeConfig, UpscaleConfig
 from vidsr.errors import Cancelled, OutputError
+from vidsr.jobs import report
+from vidsr.jobs.batch import BatchRunner
+from vidsr.jobs.watch import WatchConfig, Watcher
 from vidsr.media.probe import probe
 from vidsr.media.segments import SegmentMuxer
-from vidsr.resume import WorkFolder, work_path
-from vidsr.staging import TEMP_MARKER
-from vidsr.watch import WatchConfig, Watcher
+from vidsr.media.staging import TEMP_MARKER
+from vidsr.upscale import pipeline
+from vidsr.upscale.resume import WorkFolder, work_path
 
 REPO = Path(__file__).resolve().parents[1]
 X264_1 = {"threads": "1"}  # one thread: x264's output is the same on every run
@@ -113,7 +114,7 @@ def reference300(ref300):
 KILLABLE = """
 import sys, time
 from pathlib import Path
-from vidsr.batch import BatchRunner
+from vidsr.jobs.batch import BatchRunner
 from vidsr.config import EncodeConfig, UpscaleConfig
 config = UpscaleConfig(model="bicubic", device="cpu", segment_seconds=1.0,
                        encode=EncodeConfig(options={"threads": "1"}))
@@ -314,15 +315,15 @@ def test_a_run_stopped_before_its_first_segment_leaves_nothing(clip60, tmp_path)
 
 KILLABLE_WATCH = """
 import sys, time
-from vidsr import pipeline, report
+from vidsr.jobs.report import LogLines
+from vidsr.upscale import pipeline
 pipeline.segment_frames = lambda info, seconds: 10
-real = pipeline._encode_stage
-def slow(writer, ring, inq, stages, info, progress):
-    def tick(done, total):
-        print("frame", done, flush=True)
-        time.sleep(0.05)
-    return real(writer, ring, inq, stages, info, tick)
-pipeline._encode_stage = slow
+real = LogLines.__call__
+def slow(self, done, total):
+    print("frame", done, flush=True)
+    time.sleep(0.05)
+    return real(self, done, total)
+LogLines.__call__ = slow
 from vidsr.cli import main
 main(sys.argv[1:], prog_name="vidsr")
 """

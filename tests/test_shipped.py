@@ -9,13 +9,13 @@ import torch
 from click.testing import CliRunner
 
 from tests.media import make_clip, read_video
-from vidsr import weights as weights_mod
 from vidsr.cli import main
 from vidsr.errors import VidsrError, WeightsError
+from vidsr.jobs.presets import load_preset
 from vidsr.models import MODELS, build_model
-from vidsr.presets import load_preset
+from vidsr.models import weights as weights_mod
+from vidsr.models.weights import SHIPPED, WEIGHTS_DIR, load_generator, sha256_of
 from vidsr.train.loop import Dist
-from vidsr.weights import SHIPPED, WEIGHTS_DIR, load_generator, sha256_of
 
 TRAINABLE = [name for name, spec in MODELS.items() if spec.trainable]
 SET5 = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "Set5"

@@ -19,10 +19,10 @@ from media import (
     vfr_pts,
 )
 
-from vidsr.batch import BatchRunner
 from vidsr.cli import main
 from vidsr.config import UpscaleConfig, parse_time
 from vidsr.errors import Cancelled, ConfigError, InputError
+from vidsr.jobs.batch import BatchRunner
 from vidsr.media.decode import FrameReader
 from vidsr.media.probe import probe
 from vidsr.media.span import SpanReader, Window, span_window

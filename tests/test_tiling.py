@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidsr.engine import Engine
 from vidsr.models import Bicubic, SRResNet
-from vidsr.tiling import context_pixels, plan_tiles, upscale_tiled
+from vidsr.upscale.engine import Engine
+from vidsr.upscale.tiling import context_pixels, plan_tiles, upscale_tiled
 
 
 @pytest.mark.parametrize(

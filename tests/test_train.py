@@ -15,15 +15,15 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from vidsr import weights as weights_mod
 from vidsr.cli import main
 from vidsr.config import TrainConfig
 from vidsr.errors import VidsrError
 from vidsr.models import build_model
+from vidsr.models import weights as weights_mod
+from vidsr.models.weights import load_generator
 from vidsr.train.data import PairDataset
 from vidsr.train.loop import lr_at, train
 from vidsr.train.recipe import build_config
-from vidsr.weights import load_generator
 
 TINY = {"blocks": 1, "channels": 8, "scale": 4}
 TINY_D = {"channels": 8, "blocks": 4, "dense": 16, "pool": 2}

@@ -18,13 +18,13 @@ import pytest
 from click.testing import CliRunner
 from media import make_clip, read_video
 
-from vidsr.batch import BatchRunner
 from vidsr.cli import main
 from vidsr.config import UpscaleConfig
 from vidsr.errors import InputError
-from vidsr.journal import Journal, journal_path
-from vidsr.staging import TEMP_MARKER
-from vidsr.watch import WatchConfig, Watcher, is_ignored_name
+from vidsr.jobs.batch import BatchRunner
+from vidsr.jobs.journal import Journal, journal_path
+from vidsr.jobs.watch import WatchConfig, Watcher, is_ignored_name
+from vidsr.media.staging import TEMP_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,7 +193,7 @@ def test_recursive_mirrors_folders_never_takes_its_own_outputs_and_moves_origina
 
 SLOW_WATCH = """
 import sys, time
-from vidsr.batch import BatchRunner
+from vidsr.jobs.batch import BatchRunner
 
 real = BatchRunner.run_one
 

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.media import make_clip
-from vidsr.atomic import atomic_path, save_torch
 from vidsr.cli import main
 from vidsr.errors import OutputError, WeightsError
+from vidsr.media.atomic import atomic_path, save_torch
 from vidsr.models import build_model
-from vidsr.weights import SHIPPED, check_arch, read_shipped, read_weights
+from vidsr.models.weights import SHIPPED, check_arch, read_shipped, read_weights
 
 TINY = {"blocks": 1, "channels": 8, "scale": 4}
 

@@ -21,10 +21,10 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from vidsr.train.benchmark import degrade_pairs, inference_engine, load_benchmark
+from vidsr.models.weights import load_generator
+from vidsr.quality.scoring import degrade_pairs, inference_engine, load_benchmark
 from vidsr.train.degrade import parse_spec
 from vidsr.train.plots import curve_image, stack_panels
-from vidsr.weights import load_generator
 
 COLUMNS = ("bicubic", "fast", "srresnet", "srgan")
 CROP, ZOOM = 64, 3

@@ -6,9 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .batch import BatchRunner, check_image_options, default_output, output_tag
-from .pipeline import Progress, UpscaleResult
-from .presets import build_config
+from .jobs.batch import BatchRunner, check_image_options, default_output, output_tag
+from .jobs.presets import build_config
+from .upscale.pipeline import Progress, UpscaleResult
 
 
 def upscale_video(
@@ -30,7 +30,7 @@ def upscale_video(
     name such as "fast", or a .toml file) fills every option left out or None; explicit
     arguments win. Raises vidsr.errors.VidsrError subclasses with a one-line message
     (ConfigError for a bad value); the target path is never left half-written: an interrupted
-    call leaves a work folder beside it that the same call resumes from (vidsr.resume).
+    call leaves a work folder beside it that the same call resumes from (vidsr.upscale.resume).
     `cancel` (a threading.Event) stops the job early with Cancelled; `progress(done, total)` is
     called as frames are written.
     """
@@ -43,7 +43,7 @@ def upscale_video(
         else default_output(src, None, config.container, output_tag(config))
     )
     if config.ray is not None:  # the file (a long one: its segments) on a Ray cluster
-        from .distributed import RayRunner
+        from .jobs.distributed import RayRunner
 
         with RayRunner(config, cancel=cancel) as runner:
             return runner.run_one(src, dst, progress=progress)

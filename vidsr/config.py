@@ -567,8 +567,8 @@ class TrainConfig:
                 "loss weights must be >= 0 and at least one > 0 (--pixel-weight, --content-weight, "
                 f"--adversarial-weight); got {', '.join(f'{k} {w:g}' for k, w in weights.items())}"
             )
-        from .models import MODELS  # torch: imported only once a run is configured
-        from .weights import DISCRIMINATOR_LIMITS, check_arch
+        from .models import MODELS
+        from .models.weights import DISCRIMINATOR_LIMITS, check_arch
 
         trainable = [name for name, spec in MODELS.items() if spec.trainable]
         if self.model not in trainable:

@@ -23,8 +23,8 @@ from av.video.reformatter import Interpolation
 
 from ..config import EncodeConfig
 from ..errors import OutputError
-from ..staging import TEMP_MARKER, WriterLock, temp_path_for
 from .probe import RANGE_NAMES, MasteringDisplay, VideoInfo
+from .staging import TEMP_MARKER, WriterLock, temp_path_for
 
 # SVT-AV1 prints a banner of some 20 lines at every encoder it opens (one per segment) unless its
 # log level says otherwise; 1 keeps its errors. A value the user set wins.
@@ -431,7 +431,7 @@ def resolve_codec(codec: str, suffix: str | None = None) -> tuple[str, str]:
     return "libx264", f"--codec auto: libx264 (hevc_nvenc cannot be used here: {reason})"
 
 
-def _nvenc_pix_fmt(cfg: EncodeConfig, pix_fmt: str, width: int, height: int, opts, warn) -> str:
+def nvenc_pix_fmt(cfg: EncodeConfig, pix_fmt: str, width: int, height: int, opts, warn) -> str:
     """The chosen format if the GPU encodes it at this size, else 8-bit 4:2:0 (unless asked for).
 
     10-bit support differs by chip and codec (H.264 10-bit only on the newest): ask the encoder.
@@ -551,7 +551,7 @@ class VideoWriter:
         cc.color_range = 2 if info.full_range else 1
         stream.options = encoder_options(cfg, info, stream.height)
         if cfg.codec in NVENC:
-            stream.pix_fmt = _nvenc_pix_fmt(
+            stream.pix_fmt = nvenc_pix_fmt(
                 cfg, stream.pix_fmt, stream.width, stream.height, stream.options, self._warn
             )
         if (info.mastering_display or info.content_light) and not hdr_options(cfg.codec, info):

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError, OutputError
-from ..staging import WriterLock, is_temp_name, temp_path_for
+from .staging import WriterLock, is_temp_name, temp_path_for
 
 # Extension -> Pillow format name; the same table says what we read and what we write.
 IMAGE_FORMATS = {
@@ -250,7 +250,8 @@ def _first_line(e: BaseException) -> str:
 
 
 def upscale_picture(pic: Picture, engine) -> Picture:
-    """The picture through `engine` (a vidsr.engine.Engine); alpha through the bicubic kernel."""
+    """The picture through `engine` (a vidsr.upscale.engine.Engine); alpha through the bicubic
+    kernel."""
     import torch
 
     from ..models.bicubic import Bicubic

@@ -26,10 +26,10 @@ import numpy as np
 
 from ..config import EncodeConfig
 from ..errors import OutputError
-from ..staging import WriterLock, temp_path_for
 from .encode import VideoWriter, _write_error, open_output
 from .probe import VideoInfo
 from .span import Window, seek_sides, side_packets
+from .staging import WriterLock, temp_path_for
 
 
 @dataclass(frozen=True)

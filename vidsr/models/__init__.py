@@ -1,6 +1,6 @@
 """The model registry: an explicit dict from name to a builder and its default architecture.
 
-`build_model(name, **kw)` returns an untrained network; weights come from vidsr.weights.
+`build_model(name, **kw)` returns an untrained network; weights come from vidsr.models.weights.
 """
 
 from __future__ import annotations

@@ -36,7 +36,9 @@ def symmetric_index(n: int, pad: int) -> torch.Tensor:
 
 
 class Bicubic(nn.Module):
-    receptive_radius = 2  # 5x5 taps, in input pixels (vidsr.tiling reads it: no Conv2d to count)
+    receptive_radius = (
+        2  # 5x5 taps, in input pixels (vidsr.upscale.tiling reads it: no Conv2d to count)
+    )
 
     def __init__(self, *, scale: int = 4):
         super().__init__()

@@ -1,7 +1,7 @@
 """Training checkpoints: a dict of state_dicts + config + step + format version, written atomically.
 
 Only plain types and tensors go in, so `torch.load(..., weights_only=True)` reads it back, and
-vidsr.weights reads it like any weights file (it prefers "ema", then "generator", and builds
+vidsr.models.weights reads it like any weights file (it prefers "ema", then "generator", and builds
 the network from "arch").
 """
 
@@ -11,9 +11,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..atomic import save_torch
 from ..errors import WeightsError
-from ..weights import (
+from ..media.atomic import save_torch
+from ..models.weights import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     LoadedWeights,

@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import InputError
-from ..imresize import imresize
+from ..quality.imresize import imresize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".y4m")

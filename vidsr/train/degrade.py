@@ -28,7 +28,7 @@ from av.video.reformatter import Interpolation
 from PIL import Image, ImageFilter
 
 from ..errors import VidsrError
-from ..imresize import imresize
+from ..quality.imresize import imresize
 
 DEGRADES = ("none", "video", "real", "chain")
 # Pixels; smaller pictures are mirror-padded up to this for the encoder. Not less: on tinier

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import save_torch
 from ..errors import OutputError, WeightsError
+from ..media.atomic import save_torch
 from ..models import MODELS, build_model
-from ..weights import fit_state, read_weights, sha256_of
+from ..models.weights import fit_state, read_weights, sha256_of
 
 
 def _default(model: str, key: str):

@@ -31,14 +31,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from .. import weights as weights_mod
-from ..atomic import atomic_path, write_text
 from ..config import TrainConfig
-from ..engine import cpu_has_fast_bf16, resolve_device
 from ..errors import InputError, VidsrError, WeightsError
+from ..media.atomic import atomic_path, write_text
 from ..models import MODELS, build_discriminator, build_model
-from ..weights import LoadedWeights, check_arch, fit_state
-from .benchmark import inference_engine, load_benchmark, mean_score, score_pairs
+from ..models import weights as weights_mod
+from ..models.weights import LoadedWeights, check_arch, fit_state
+from ..quality.scoring import inference_engine, load_benchmark, mean_score, score_pairs
+from ..upscale.engine import cpu_has_fast_bf16, resolve_device
 from .checkpoint import load_checkpoint, plain, save_checkpoint
 from .data import PairDataset, StepSampler, extract_frames, min_image_size, scan_images
 from .degrade import build_degradation
@@ -321,7 +321,7 @@ def _load_init(cfg: TrainConfig) -> LoadedWeights | None:
 def _content_loss(cfg: TrainConfig) -> ContentLoss | None:
     if cfg.content_weight <= 0:
         return None
-    from .vgg import load_vgg  # torchvision's VGG: only for runs that use it
+    from .vgg import load_vgg
 
     return ContentLoss(load_vgg(cfg.vgg, cfg.vgg_weights, before_relu=cfg.vgg_before_relu))
 

@@ -4,7 +4,7 @@ SRGAN (Ledig et al. 2017, equations 3-6): content MSE on VGG features scaled by 
 brings the VGG loss to the order of the pixel MSE, and BCE on logits for the adversarial terms.
 ESRGAN (Wang et al. 2018) adds the relativistic average GAN and an L1 pixel term. The grid loss
 is ours: it holds the per-phase mean of the output's high-pass to the HR's, the quantity the
-grid index (vidsr.metrics) measures.
+grid index (vidsr.quality.metrics) measures.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def discriminator_loss(
     )
 
 
-_LUMA = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)  # BT.601, as vidsr.metrics
+_LUMA = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)  # BT.601, as vidsr.quality.metrics
 
 
 def phase_means(img: torch.Tensor, *, phases: int = 4, border: int = 8) -> torch.Tensor:

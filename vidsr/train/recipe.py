@@ -128,7 +128,7 @@ def config_toml(cfg: TrainConfig) -> str:
 
 def stored_config(out: Path) -> dict[str, Any] | None:
     """The config a run stored: its last.pt's, else its config.toml; None for an older run."""
-    from ..weights import load_file
+    from ..models.weights import load_file
 
     ckpt, toml = Path(out) / "last.pt", Path(out) / CONFIG_FILE
     if ckpt.is_file():

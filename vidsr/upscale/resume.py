@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 
 import av
 
-from .errors import OutputError
-from .media.encode import choose_pix_fmt, encoder_options
-from .media.segments import Segment, count_frames
+from ..errors import OutputError
+from ..media.encode import choose_pix_fmt, encoder_options
+from ..media.segments import Segment, count_frames
 
 if TYPE_CHECKING:
-    from .config import UpscaleConfig
+    from ..config import UpscaleConfig
+    from ..media.probe import VideoInfo
     from .engine import Engine
-    from .media.probe import VideoInfo
 
 WORK_SUFFIX = ".vidsr-work"
 JOURNAL = "journal.sqlite"
@@ -87,7 +87,7 @@ def job_identity(
     size: tuple[int, int],
 ) -> dict[str, str]:
     """What the output depends on: a rerun resumes only where all of it is the same."""
-    from .weights import SHIPPED, sha256_of  # torch: only when a job runs
+    from ..models.weights import SHIPPED, sha256_of
 
     enc = config.encode
     if config.weights is not None:

@@ -4,7 +4,7 @@ a long video, is a task on the workers of a Ray cluster.
 The work is done by `Worker` actors, one per GPU (one per CPU where the cluster has no GPU). Each
 holds a BatchRunner, so engines are built once per worker, and every task is the batch driver's
 own `plan`, `run_segment` or `run_one`: there is no second copy of the per-file logic. A long
-video becomes one task per resume segment (vidsr.resume): the driver holds the target's work
+video becomes one task per resume segment (vidsr.upscale.resume): the driver holds the target's work
 folder and journals each segment as its task returns, and a last task (`run_one`) finds every
 segment journalled and joins them into the target with the source's pts, audio and subtitles,
 as a local run does. A task whose worker dies is retried by Ray on the restarted worker (engines
@@ -31,14 +31,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..config import AUTO, UpscaleConfig
+from ..errors import Cancelled, ConfigError, VidsrError
+from ..media.images import is_image
+from ..media.probe import VideoInfo, probe
+from ..media.span import Window, expected_frames, span_window
+from ..upscale.pipeline import Progress, SegmentPlan, SegmentResult, UpscaleResult, segment_frames
+from ..upscale.resume import WorkFolder
 from .batch import BatchRunner
-from .config import AUTO, UpscaleConfig
-from .errors import Cancelled, ConfigError, VidsrError
-from .media.images import is_image
-from .media.probe import VideoInfo, probe
-from .media.span import Window, expected_frames, span_window
-from .pipeline import Progress, SegmentPlan, SegmentResult, UpscaleResult, segment_frames
-from .resume import WorkFolder
 
 INSTALL = "pip install 'vidsr[ray]'"
 RETRIES = 3  # restarts of a worker that died, and retries of the task it was running

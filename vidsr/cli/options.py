@@ -10,8 +10,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from .config import CODEC_BOUND, OPTIONS, Option
-from .errors import VidsrError
+from ..config import CODEC_BOUND, OPTIONS, Option
+from ..errors import VidsrError
 
 
 class _Parsed(click.ParamType):
@@ -32,7 +32,7 @@ def _apply_preset(ctx: click.Context, param, value: str | None) -> str | None:
     """Eager: the preset's values become this command's defaults before other options parse."""
     if value is None or ctx.resilient_parsing:
         return value
-    from .presets import load_preset
+    from ..jobs.presets import load_preset
 
     try:
         preset = load_preset(value)

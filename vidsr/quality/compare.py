@@ -1,13 +1,13 @@
 """`vidsr compare`: one frame through several models, its most detailed crops side by side.
 
-The crops are where the source has the most high-pass energy (vidsr.metrics.high_pass): flat sky
-shows no difference between models, texture and edges do. Only the crops (plus the network's
-receptive field around them, as vidsr.tiling pads a tile) go through each model, so a 4K frame
-costs what a few small tiles cost, and every panel equals that region of a full-frame upscale.
-Every panel is at output scale. With `--reference` (the same frame at 4x), each label also
-carries the crop's PSNR-Y against it, and the reference's crops are shown last.
+The crops are where the source has the most high-pass energy (vidsr.quality.metrics.high_pass): flat
+sky shows no difference between models, texture and edges do. Only the crops (plus the network's
+receptive field around them, as vidsr.upscale.tiling pads a tile) go through each model, so a 4K
+frame costs what a few small tiles cost, and every panel equals that region of a full-frame upscale.
+Every panel is at output scale. With `--reference` (the same frame at 4x), each label also carries
+the crop's PSNR-Y against it, and the reference's crops are shown last.
 
-The click command lives here, but torch, PyAV and the models load only when it runs.
+The command is vidsr.cli.compare; torch, PyAV and the models load only when it runs.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
-
-from .errors import ConfigError, InputError, OutputError
+from ..errors import ConfigError, InputError, OutputError
 
 GAP = 2  # the separator between panels, in pixels
 BACKGROUND = (200, 200, 200)  # separators and frame
@@ -55,8 +53,8 @@ class Contender:
 
 def default_contenders() -> list[Contender]:
     """Bicubic (the baseline) and every built-in model whose weights ship with vidsr."""
-    from .models import MODELS
-    from .weights import SHIPPED
+    from ..models import MODELS
+    from ..models.weights import SHIPPED
 
     baselines = [n for n, spec in MODELS.items() if not spec.trainable]
     trained = [n for n, spec in MODELS.items() if spec.trainable and n in SHIPPED]
@@ -65,7 +63,7 @@ def default_contenders() -> list[Contender]:
 
 def parse_models(text: str) -> list[Contender]:
     """`bicubic,fast,run/last.pt,srgan=other.pt`: names, weights files and NAME=FILE entries."""
-    from .models import MODELS
+    from ..models import MODELS
 
     entries = [e.strip() for e in text.split(",") if e.strip()]
     if not entries:
@@ -95,9 +93,9 @@ def _contender_for_file(path: Path) -> Contender:
     """The built-in architecture a weights file fits. srresnet and srgan share one network (fast
     and real another), so a file that fits both is labelled by its name alone (NAME=FILE names
     it)."""
-    from .errors import WeightsError
-    from .models import MODELS
-    from .weights import load_generator
+    from ..errors import WeightsError
+    from ..models import MODELS
+    from ..models.weights import load_generator
 
     fits, failures = [], set()
     for name, spec in MODELS.items():
@@ -123,7 +121,7 @@ def _contender_for_file(path: Path) -> Contender:
 
 def load_frame(path: Path, at: float | None) -> tuple:
     """(RGB uint8 (H, W, 3), the time it was taken at or None) of an image or a video frame."""
-    from .media.images import is_image, read_image, to_8bit
+    from ..media.images import is_image, read_image, to_8bit
 
     path = Path(path)
     if not path.exists():
@@ -131,7 +129,7 @@ def load_frame(path: Path, at: float | None) -> tuple:
     if is_image(path):
         pic = read_image(path)
         return (to_8bit(pic) if pic.bit_depth > 8 else pic).rgb, None
-    from .media.probe import probe
+    from ..media.probe import probe
 
     info = probe(path)
     duration = info.duration or 0.0
@@ -145,7 +143,7 @@ def _frame_at(info, t: float):
     """The frame on screen at `t` seconds from the start: seek to the keyframe before, decode on."""
     import av
 
-    from .media.decode import _SWS  # the pipeline's own YUV -> RGB rounding
+    from ..media.decode import _SWS
 
     with av.open(str(info.path)) as container:
         stream = container.streams.video[0]
@@ -282,9 +280,9 @@ def compare(
     overwrite: bool = False,
 ) -> Comparison:
     """Write the comparison sheet of `input` (an image, or the frame at `at` of a video)."""
-    from .batch import EngineCache
-    from .config import UpscaleConfig
-    from .media.images import Picture, write_image
+    from ..config import UpscaleConfig
+    from ..jobs.batch import EngineCache
+    from ..media.images import Picture, write_image
     from .metrics import psnr, rgb_to_y
 
     input = Path(input)
@@ -331,44 +329,3 @@ def _reference(path: Path | None, rgb, scale: int, t: float | None):
             f"it must be {scale}x the input ({w * scale}x{h * scale})"
         )
     return ref
-
-
-@click.command("compare", context_settings={"show_default": True})
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("--at", "at", default=None, metavar="T",
-              help="The video frame on screen at T: seconds or HH:MM:SS[.ms].  "
-              "[default: the middle]")  # fmt: skip
-@click.option("--models", default=None, metavar="LIST",
-              help="Comma-separated model names, weights files, or NAME=FILE.  [default: bicubic "
-              "and every model with shipped weights]")  # fmt: skip
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="The PNG to write.  [default: INPUT_compare.png beside INPUT]")  # fmt: skip
-@click.option("--reference", type=click.Path(path_type=Path), default=None, metavar="FILE",
-              help="The same frame at 4x (an image, or a video at the same time): "
-              "PSNR-Y of every crop in its label.")  # fmt: skip
-@click.option("--crops", default=2, help="How many crops, the most detailed regions first.")
-@click.option("--crop-size", default=96, help="Side of a crop in source pixels.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-def compare_command(input, at, models, output, reference, crops, crop_size, device, overwrite):
-    """Compare models on one frame (or image): the most detailed crops side by side, as a PNG."""
-    done = compare(
-        input,
-        at=None if at is None else parse_time(at),
-        contenders=None if models is None else parse_models(models),
-        output=output,
-        reference=reference,
-        crops=crops,
-        crop_size=crop_size,
-        device=device,
-        overwrite=overwrite,
-    )
-    width, height = done.size
-    when = f" at {done.time:.2f} s" if done.time is not None else ""
-    click.echo(f"wrote {done.output} ({width}x{height}): crops of {done.crop_size} px{when}")
-    rows: dict[tuple[int, int], list[Panel]] = {}
-    for panel in done.panels:
-        rows.setdefault(panel.crop, []).append(panel)
-    for (y, x), row in rows.items():
-        scores = ", ".join(f"{p.label} {p.psnr_y:.2f} dB" for p in row if p.psnr_y is not None)
-        click.echo(f"  crop at x={x} y={y}" + (f": PSNR-Y {scores}" if scores else ""))

@@ -2,9 +2,9 @@
 
 Trust comes from three rules. A file is taken only after its size and mtime have held still for
 `stable_secs` (and the job itself first probes it as a video), so a copy in progress is never
-read. All state lives in the SQLite journal (vidsr.journal), written before and after each job,
+read. All state lives in the SQLite journal (vidsr.jobs.journal), written before and after each job,
 so a crash loses at most the job in flight, which is redone on restart. Jobs run through the one
-batch driver (vidsr.batch), whose outputs are written to a temp file renamed into place, so DIR
+batch driver (vidsr.jobs.batch), whose outputs are written to a temp file renamed into place, so DIR
 never holds a half-written video. An existing file in DIR is never overwritten unless it is this
 input's own earlier output: a name another input (or an unknown file) holds gets a distinct name
 (`clip_x4-2.mkv`), logged. A file that does not open as a video is `skipped`, not retried, until
@@ -29,16 +29,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import UpscaleConfig
+from ..errors import Cancelled, InputError, OutputError, VidsrError
+from ..media.probe import VideoInfo, probe
+from ..media.staging import is_temp_name, remove_stale
+from ..upscale.pipeline import UpscaleResult
 from .batch import VIDEO_EXTENSIONS, BatchRunner, default_output, output_tag
-from .config import UpscaleConfig
-from .errors import Cancelled, InputError, OutputError, VidsrError
 from .journal import Job, Journal, JournalDamaged, journal_path
-from .media.probe import VideoInfo, probe
-from .pipeline import UpscaleResult
 from .report import LogLines
-from .staging import is_temp_name, remove_stale
 
-log = logging.getLogger("vidsr.watch")
+log = logging.getLogger("vidsr.jobs.watch")
 
 # What downloaders and copiers write while they work; the real name appears when they finish.
 PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download")

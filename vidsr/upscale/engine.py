@@ -6,8 +6,9 @@ for deeper video). `Engine.to_input` and `Engine.to_output` are the only places 
 pixel range or layout; everything else hands frames through untouched.
 
 The engine also owns what keeps a frame running when memory is short: a frame too large is split
-into overlapping tiles (vidsr.tiling), and an out-of-memory error at run time halves the batch or
-switches to (smaller) tiles and tries the same frames again, with a warning; no frame is lost.
+into overlapping tiles (vidsr.upscale.tiling), and an out-of-memory error at run time halves the
+batch or switches to (smaller) tiles and tries the same frames again, with a warning; no frame is
+lost.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import DEVICES, PRECISIONS
-from .errors import VidsrError
-from .models import fold_batchnorm
+from ..config import DEVICES, PRECISIONS
+from ..errors import VidsrError
+from ..models import fold_batchnorm
 from .tiling import MIN_TILE, context_pixels, upscale_tiled
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

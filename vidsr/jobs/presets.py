@@ -22,8 +22,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import CODEC_BOUND, OPTION_NAMES, OPTIONS, UpscaleConfig, build_upscale_config
-from .errors import VidsrError
+from ..config import CODEC_BOUND, OPTION_NAMES, OPTIONS, UpscaleConfig, build_upscale_config
+from ..errors import VidsrError
 
 # The keys a preset may set: every upscale option a preset is allowed to choose, plus its text.
 PRESET_KEYS = tuple(o.name for o in OPTIONS if o.preset)
@@ -91,7 +91,7 @@ def parse_preset(text: str, *, name: str, source: str) -> Preset:
     description = values.pop("description")
     preset = Preset(name, source, description, values)
     # A preset must describe something that can run: ProRes into .webm fails here, by file name.
-    from .media.encode import check_encode
+    from ..media.encode import check_encode
 
     try:
         encode = build_upscale_config(values).encode

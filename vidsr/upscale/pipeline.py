@@ -16,14 +16,13 @@ from pathlib import Path
 
 import torch
 
-from .config import UpscaleConfig
-from .engine import Engine, resolve_device
-from .errors import Cancelled, InputError
-from .media.decode import FrameReader, working_format
-from .media.encode import VideoWriter, check_encode, choose_pix_fmt, encoder_options
-from .media.probe import VideoInfo, probe
-from .media.segments import Segment, SegmentEncoder, SegmentMuxer
-from .media.span import (
+from ..config import UpscaleConfig
+from ..errors import Cancelled, InputError
+from ..media.decode import FrameReader, working_format
+from ..media.encode import VideoWriter, check_encode, choose_pix_fmt, encoder_options
+from ..media.probe import VideoInfo, probe
+from ..media.segments import Segment, SegmentEncoder, SegmentMuxer
+from ..media.span import (
     SpanReader,
     Window,
     expected_frames,
@@ -31,6 +30,7 @@ from .media.span import (
     segment_windows,
     span_window,
 )
+from .engine import Engine, resolve_device
 from .resume import WorkFolder, job_identity, work_path
 from .slots import SlotRing
 
@@ -150,13 +150,14 @@ def upscale_file(
     warn: Callable[[str], None] | None = None,
     inform: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
-    """Upscale one video file into `dst` with a ready engine (vidsr.batch builds and caches them).
+    """Upscale one video file into `dst` with a ready engine (vidsr.jobs.batch builds and caches
+    them).
 
     Raises VidsrError subclasses; Cancelled if `cancel` is set. The output is written beside
     `dst` and renamed into place only when complete. With `config.segment_seconds` (the default)
     it is encoded in segments in a work folder first, and a rerun after any interruption goes on
-    from the last finished segment (vidsr.resume). `inform` gets the one-line description of the
-    run (model, device, precision, batch, scale, encoder) and the resume notices.
+    from the last finished segment (vidsr.upscale.resume). `inform` gets the one-line description
+    of the run (model, device, precision, batch, scale, encoder) and the resume notices.
     """
     src, dst = Path(src), Path(dst)
     info = info or probe(src)
@@ -210,7 +211,7 @@ def model_label(config: UpscaleConfig, engine: Engine) -> str:
     Compact x4)`)."""
     if config.model != "auto":
         return f"{config.model} ({config.weights.name})" if config.weights else config.model
-    info = getattr(engine.model, "info", None)  # vidsr.community.CommunityModel
+    info = getattr(engine.model, "info", None)  # vidsr.models.community.CommunityModel
     architecture = info.architecture if info is not None else engine.model.registry_name
     return f"{config.weights.name} ({architecture} x{engine.scale})"
 
@@ -313,7 +314,7 @@ def _write_segments(
     return writer.stats.frames
 
 
-# -- a segmented job as independent tasks (vidsr.distributed) -----------------------------------
+# -- a segmented job as independent tasks (vidsr.jobs.distributed) -------------------------------
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ class SegmentPlan:
     frames), so the segments, and the target joined from them, are the ones it writes."""
 
     info: VideoInfo
-    identity: dict[str, str]  # of the work folder (vidsr.resume.job_identity)
+    identity: dict[str, str]  # of the work folder (vidsr.upscale.resume.job_identity)
     per_segment: int
     windows: tuple[Window, ...]
     frames: int  # in all windows

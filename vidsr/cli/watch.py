@@ -1,6 +1,6 @@
 """`vidsr watch` and `vidsr jobs`: the folder watcher and its journal, on the command line.
 
-Kept apart from vidsr.watch so that `vidsr --help` does not import torch and PyAV.
+Kept apart from vidsr.jobs.watch so that `vidsr --help` does not import torch and PyAV.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import options_from, upscale_options
+from .options import options_from, upscale_options
 
 
 def _on_done(ctx, param, value: str) -> tuple[str, Path | None]:
@@ -91,9 +91,9 @@ def watch(ctx, inbox, out, on_done, **params):
     seconds with exit code 0: the file in progress is abandoned with no partial output (or
     finished, with --drain) and runs again on the next start.
     """
-    from .config import build_upscale_config
-    from .watch import WatchConfig
-    from .watch import watch as run_watch
+    from ..config import build_upscale_config
+    from ..jobs.watch import WatchConfig
+    from ..jobs.watch import watch as run_watch
 
     upscale = build_upscale_config(options_from(ctx, params))
     action, move_to = on_done
@@ -124,8 +124,8 @@ _STATE_STYLE = {
 @click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON.")
 def jobs(out, as_json):
     """Show the job journal of a watched output folder: file, state, attempts, error, fps."""
-    from .errors import OutputError
-    from .journal import Journal, JournalDamaged, journal_path
+    from ..errors import OutputError
+    from ..jobs.journal import Journal, JournalDamaged, journal_path
 
     try:
         with Journal(journal_path(out), readonly=True) as journal:

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import WeightsError
-from .models import MODELS, build_model
+from ..errors import WeightsError
+from . import MODELS, build_model
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # vidsr/weights, shipped in the wheel
 # What vidsr.train.checkpoint writes: a dict of state_dicts + config + step + this format tag.
 CHECKPOINT_FORMAT = "vidsr-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -380,7 +380,7 @@ def vidsr_model_of(loaded: LoadedWeights) -> str | None:
 def load_network(model: str, weights: str | Path | None) -> tuple[nn.Module, tuple[float, float]]:
     """The network for `--model NAME [--weights FILE]`, or for `--model auto` with a file of
     any kind: vidsr's own (shipped, export, state_dict, training checkpoint) or a community
-    model file, built by spandrel (vidsr.community). Returns (eval network, value range)."""
+    model file, built by spandrel (vidsr.models.community). Returns (eval network, value range)."""
     if model != "auto":
         net, record = load_generator(model, weights)
         return net, record.value_range if record is not None else (0.0, 1.0)
@@ -399,7 +399,7 @@ def load_network(model: str, weights: str | Path | None) -> tuple[nn.Module, tup
 
 def describe_weights(path: str | Path):
     """What a file is: the registry name of one of vidsr's own files, or a community file's
-    vidsr.community.ModelInfo (architecture, scale, parameters, precisions)."""
+    vidsr.models.community.ModelInfo (architecture, scale, parameters, precisions)."""
     loaded = read_weights(path)
     name = vidsr_model_of(loaded)
     if name is not None:

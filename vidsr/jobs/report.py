@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .media.images import is_image
+from ..media.images import is_image
 
 LOG_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
 

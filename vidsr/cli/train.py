@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..config import BUILTIN_MODELS, TRAINED_MODELS, names
-from .recipe import recipe_names
+from ..train.recipe import recipe_names
 
 _dir = click.Path(path_type=Path, exists=True, file_okay=False)
 _file = click.Path(path_type=Path, dir_okay=False)
@@ -110,8 +110,8 @@ def train(recipe, **flags):
     """Train or fine-tune a model from a recipe (torchrun-ready for several GPUs)."""
     from rich.console import Console
 
-    from .loop import train as run_train
-    from .recipe import DEFAULT_RECIPE, build_config, resume_config
+    from ..train.loop import train as run_train
+    from ..train.recipe import DEFAULT_RECIPE, build_config, resume_config
 
     console = Console(stderr=True)
     for key in ("data", "video"):
@@ -179,10 +179,10 @@ def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
       web     x264:crf=30 (with the pan): streamed and uploaded video
       legacy  noise:2,mpeg4:q=6-8 (with the pan): camcorder and early web MPEG-4
     """
-    from ..engine import Engine
-    from ..weights import load_network
-    from .benchmark import degrade_pairs, load_benchmark, mean_score, score_pairs
-    from .degrade import parse_spec
+    from ..models.weights import load_network
+    from ..quality.scoring import degrade_pairs, load_benchmark, mean_score, score_pairs
+    from ..train.degrade import parse_spec
+    from ..upscale.engine import Engine
 
     spec = parse_spec(degrade) if degrade is not None else None  # before the slow part
     model = model or ("auto" if weights is not None else "srresnet")
@@ -260,7 +260,7 @@ def export(checkpoint, model, out, force, as_onnx, fp16):
     built-in model's weights as an ONNX graph (--onnx).
     """
     if as_onnx:
-        from ..onnx_export import export_onnx
+        from ..models.onnx import export_onnx
 
         done = export_onnx(checkpoint, out, model=model, fp16=fp16, force=force)
         click.echo(
@@ -273,7 +273,7 @@ def export(checkpoint, model, out, force, as_onnx, fp16):
         raise click.UsageError("--fp16 goes with --onnx (the state_dict is always fp16)")
     if model is None:
         raise click.UsageError(f"--model is required: {names(TRAINED_MODELS)}")
-    from .export import export_weights
+    from ..train.export import export_weights
 
     done = export_weights(Path(checkpoint), model, out, force=force)
     click.echo(

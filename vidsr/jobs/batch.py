@@ -17,11 +17,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .config import UpscaleConfig
-from .engine import Engine, output_size
-from .errors import Cancelled, ConfigError, InputError, OutputError, VidsrError
-from .media.encode import check_encode, check_frame_size, check_output_path, resolve_codec
-from .media.images import (
+from ..config import UpscaleConfig
+from ..errors import Cancelled, ConfigError, InputError, OutputError, VidsrError
+from ..media.encode import check_encode, check_frame_size, check_output_path, resolve_codec
+from ..media.images import (
     IMAGE_EXTENSIONS,
     check_image_suffix,
     gif_frames,
@@ -32,9 +31,11 @@ from .media.images import (
     upscale_picture,
     write_image,
 )
-from .media.probe import VideoInfo, probe
-from .media.span import Window
-from .pipeline import (
+from ..media.probe import VideoInfo, probe
+from ..media.span import Window
+from ..media.staging import is_temp_name, remove_stale
+from ..upscale.engine import Engine, output_size
+from ..upscale.pipeline import (
     Progress,
     SegmentPlan,
     SegmentResult,
@@ -44,7 +45,6 @@ from .pipeline import (
     precision_for,
     upscale_file,
 )
-from .staging import is_temp_name, remove_stale
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mkv .mov .webm .avi .ts .mts .m2ts .mpg .mpeg .flv .wmv .3gp .ogv .y4m .h264 .hevc"
@@ -73,8 +73,8 @@ def default_output(
 
 @functools.cache
 def _file_scale(path: str, mtime_ns: int) -> int:
-    from .models import MODELS
-    from .weights import describe_weights
+    from ..models import MODELS
+    from ..models.weights import describe_weights
 
     info = describe_weights(path)
     return int(MODELS[info].arch.get("scale", 4)) if isinstance(info, str) else info.scale
@@ -84,7 +84,7 @@ def model_scale(config: UpscaleConfig) -> int:
     """The network's own scale, known before it is built (a file is read, not run)."""
     if config.model == "auto" and config.weights is not None and config.weights.is_file():
         return _file_scale(str(config.weights), config.weights.stat().st_mtime_ns)
-    from .models import MODELS
+    from ..models import MODELS
 
     spec = MODELS.get(config.model)
     return int(spec.arch.get("scale", 4)) if spec else 4
@@ -195,12 +195,12 @@ class EngineCache:
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
-                engine = self._engines[key] = _build_engine(config, precision)
+                engine = self._engines[key] = build_engine(config, precision)
             return engine
 
 
-def _build_engine(config: UpscaleConfig, precision: str) -> Engine:
-    from .weights import load_network
+def build_engine(config: UpscaleConfig, precision: str) -> Engine:
+    from ..models.weights import load_network
 
     model, value_range = load_network(config.model, config.weights)
     return Engine(
@@ -301,9 +301,9 @@ class BatchRunner:
         return config if overwrite is None else replace(config, overwrite=overwrite)
 
     def plan(self, src: Path, dst: Path, *, overwrite: bool | None = None) -> SegmentPlan | None:
-        """A long video's segments as tasks for a distributed run (vidsr.distributed), after the
-        checks run_one makes; None: run it whole with run_one (an image, an output that
-        --skip-existing keeps, a short video)."""
+        """A long video's segments as tasks for a distributed run (vidsr.jobs.distributed),
+        after the checks run_one makes; None: run it whole with run_one (an image, an output
+        that --skip-existing keeps, a short video)."""
         src, dst = Path(src), Path(dst)
         config = self._job_config(dst, overwrite)
         if is_image(src) or (config.skip_existing and dst.is_file()):

@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import UpscaleConfig
-from .engine import Engine
-from .errors import VidsrError
-from .media.decode import FrameReader
-from .media.encode import VideoWriter
-from .media.probe import probe
-from .media.sample import sample_frame, write_sample
-from .models import MODELS, build_model
-from .pipeline import resolve_batch_size, upscale_file
-from .slots import SlotRing
+from ..config import UpscaleConfig
+from ..errors import VidsrError
+from ..media.decode import FrameReader
+from ..media.encode import VideoWriter
+from ..media.probe import probe
+from ..media.sample import sample_frame, write_sample
+from ..models import MODELS, build_model
+from ..upscale.engine import Engine
+from ..upscale.pipeline import resolve_batch_size, upscale_file
+from ..upscale.slots import SlotRing
 
 
 @dataclass
@@ -180,7 +180,7 @@ def run_bench(
 
 def _network(model: str, weights: Path | None):
     if weights is not None:
-        from .weights import load_network
+        from ..models.weights import load_network
 
         return load_network("auto", Path(weights))[0]
     if model not in MODELS:

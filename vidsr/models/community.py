@@ -1,13 +1,13 @@
 """Model files from the community (Real-ESRGAN, Compact, SPAN, SwinIR, HAT, DAT, ...) via spandrel.
 
-spandrel recognises an architecture from a state_dict's keys and shapes and builds it with the
-right hyper-parameters. vidsr.weights reads the file, never running code from it (safetensors,
-or torch.load(weights_only=True)); spandrel's own loader would run TorchScript for .pt files,
-which is why it only ever sees tensors from us.
+spandrel recognises an architecture from a state_dict's keys and shapes and builds it with the right
+hyper-parameters. vidsr.models.weights reads the file, never running code from it (safetensors, or
+torch.load(weights_only=True)); spandrel's own loader would run TorchScript for .pt files, which is
+why it only ever sees tensors from us.
 
-`CommunityModel` wraps the network so the rest of vidsr sees what it expects of any generator:
-RGB in [0, 1] in, `scale` x out, any frame size (padding to the architecture's size multiple is
-done here and cropped away), and which reduced precisions the architecture tolerates.
+`CommunityModel` wraps the network so the rest of vidsr sees what it expects of any generator: RGB
+in [0, 1] in, `scale` x out, any frame size (padding to the architecture's size multiple is done
+here and cropped away), and which reduced precisions the architecture tolerates.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 SR_PURPOSES = ("SR", "Restoration")  # image in, image out; FaceSR and Inpainting need more
 
@@ -124,7 +124,7 @@ class CommunityModel(nn.Module):
 
 
 def load_community(path: Path, state: dict[str, Any]) -> CommunityModel:
-    """An eval-mode CommunityModel for a model file's tensors (read by vidsr.weights)."""
+    """An eval-mode CommunityModel for a model file's tensors (read by vidsr.models.weights)."""
     return CommunityModel(detect(state, Path(path))).eval()
 
 

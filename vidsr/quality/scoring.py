@@ -19,11 +19,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..engine import Engine
 from ..errors import InputError
-from ..imresize import imresize, mod_crop
-from ..metrics import Score, mean_score, score_y
-from .degrade import name_seed
+from ..train.degrade import name_seed
+from ..upscale.engine import Engine
+from .imresize import imresize, mod_crop
+from .metrics import Score, mean_score, score_y
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 MIN_LR = 8  # LR pixels a side at least: below that there is nothing left after the 4-px shave

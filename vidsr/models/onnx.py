@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import OutputError, VidsrError, WeightsError
-from .models import MODELS, fold_batchnorm
+from ..errors import OutputError, VidsrError, WeightsError
+from . import MODELS, fold_batchnorm
 from .weights import load_generator, sha256_of
 
 OPSET = 17  # read by current ONNX Runtime, TensorRT and OpenVINO

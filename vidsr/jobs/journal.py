@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 SCHEMA_VERSION = 2
 

@@ -50,9 +50,10 @@ def _timed(step, count: int, warmup: int = 2) -> float:
 
 
 def one_vidsr(size: str, frames: int) -> dict:
+    from vidsr.config import UpscaleConfig
     from vidsr.quality.throughput import run_bench
 
-    r = run_bench(model="srresnet", size=size, frames=frames, device="cpu", repeat=2)
+    r = run_bench(UpscaleConfig(model="srresnet", device="cpu"), size=size, frames=frames, repeat=2)
     return {
         "model_fps": r.model_fps,
         "pipeline_fps": r.pipeline_fps,

@@ -11,10 +11,10 @@ import torch
 from media import make_clip
 from torch import nn
 
-from vidsr.config import UpscaleConfig
+from vidsr.config import UpscaleConfig, parse_tile
 from vidsr.errors import VidsrError
 from vidsr.models import SRResNet
-from vidsr.upscale.engine import Engine, batch_for_memory, parse_tile, tune_malloc
+from vidsr.upscale.engine import Engine, batch_for_memory, tune_malloc
 from vidsr.upscale.pipeline import upscale_file
 from vidsr.upscale.slots import SlotRing
 
@@ -58,15 +58,15 @@ def test_auto_batch_is_one_on_cpu():
 
 def test_parse_tile():
     assert parse_tile("auto") is None and parse_tile("off") == 0 and parse_tile("64") == 64
-    with pytest.raises(VidsrError):
+    with pytest.raises(ValueError, match="at least 16"):
         parse_tile("4")
-    with pytest.raises(VidsrError):
+    with pytest.raises(ValueError, match="auto, off or a tile size"):
         parse_tile("big")
 
 
 def test_oom_halves_batch_then_tiles_and_loses_nothing():
     frames = torch.randint(0, 256, (4, 64, 80, 3), dtype=torch.uint8)
-    reference = Engine(tiny(), device="cpu", precision="fp32", tile="off")(frames)
+    reference = Engine(tiny(), device="cpu", precision="fp32", tile=0)(frames)
     notes: list[str] = []
     model = Budget(tiny(), pixels=2500)  # not one frame: tiles of 20 + 2 x 13 context
     engine = Engine(model, device="cpu", precision="fp32", warn=notes.append)
@@ -79,7 +79,7 @@ def test_oom_halves_batch_then_tiles_and_loses_nothing():
 
 
 def test_oom_with_tiles_off_is_an_error():
-    engine = Engine(Budget(tiny(), pixels=10), device="cpu", precision="fp32", tile="off")
+    engine = Engine(Budget(tiny(), pixels=10), device="cpu", precision="fp32", tile=0)
     with pytest.raises(VidsrError, match="tile off"):
         engine(torch.zeros(1, 16, 16, 3, dtype=torch.uint8))
 
@@ -161,9 +161,9 @@ def test_a_frame_over_the_memory_budget_is_tiled_and_equals_the_whole_frame():
     assert per_pixel * 720 * 576 > budget  # the whole frame would not fit, a padded tile does
     assert tile is not None and per_pixel * (tile + 2 * engine.pad) ** 2 <= budget
     assert engine.memory_note(720, 576) == f"tiles {tile}x{tile} (memory budget 0.1 GiB)"
-    assert Engine(model, device="cpu", tile="off", memory=budget).memory_tile(720, 576) is None
+    assert Engine(model, device="cpu", tile=0, memory=budget).memory_tile(720, 576) is None
     # Tiled, a frame comes out as it does whole: a network 40x hungrier tiles a 96x128 frame.
-    whole = Engine(model, device="cpu", precision="fp32", tile="off")
+    whole = Engine(model, device="cpu", precision="fp32", tile=0)
     hungry = Engine(model, device="cpu", precision="fp32", memory=budget)
     hungry._per_pixel = per_pixel * 40
     assert hungry.memory_tile(96, 128) is not None

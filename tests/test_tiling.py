@@ -76,7 +76,7 @@ def test_engine_tiles_uint8_frames_like_untiled():
     torch.manual_seed(2)
     frames = torch.randint(0, 256, (2, 40, 56, 3), dtype=torch.uint8)
     model = SRResNet(blocks=2, channels=8)
-    whole = Engine(model, device="cpu", precision="fp32", tile="off")(frames)
+    whole = Engine(model, device="cpu", precision="fp32", tile=0)(frames)
     tiled = Engine(model, device="cpu", precision="fp32", tile=16)(frames)
     assert tiled.shape == (2, 160, 224, 3) and tiled.dtype == torch.uint8
     diff = (tiled.int() - whole.int()).abs()

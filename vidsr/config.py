@@ -14,7 +14,7 @@ from .errors import ConfigError, VidsrError
 AUTO = "auto"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-MIN_TILE = 16
+MIN_TILE = 16  # input pixels: below this the context dwarfs a tile's core (vidsr.upscale.tiling)
 
 
 # -- parsers: one per option, for CLI strings, TOML values and Python arguments alike ------------
@@ -101,9 +101,12 @@ def parse_batch(v: Any) -> int | str:
     return n
 
 
-def parse_tile(v: Any) -> int | str:
-    if v in (AUTO, "off"):
-        return v
+def parse_tile(v: Any) -> int | None:
+    """--tile: auto -> None (tiles where a frame would not fit), off -> 0 (never), N -> N."""
+    if v is None or v == AUTO:
+        return None
+    if v == "off":
+        return 0
     try:
         n = _int(v)
     except ValueError:
@@ -111,6 +114,11 @@ def parse_tile(v: Any) -> int | str:
     if n < MIN_TILE:
         raise ValueError(f"tiles must be at least {MIN_TILE} pixels, got {n}")
     return n
+
+
+def tile_name(tile: int | None) -> str:
+    """A parsed --tile as the user writes it: auto, off or the size."""
+    return "auto" if tile is None else "off" if tile == 0 else str(tile)
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:I?B)?", re.IGNORECASE)
@@ -364,7 +372,7 @@ class UpscaleConfig:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | str = "auto"  # frames per model call, or "auto"
-    tile: int | str = "auto"  # "auto", "off", or a tile size in input pixels
+    tile: int | None = None  # None: auto, 0: off, N: N-pixel input tiles (parse_tile)
     memory: int | None = None  # CPU: bytes a frame's activations may take; None: half the free RAM
     container: str | None = None  # output extension when none is given (".mkv"); None: the source's
     quiet: bool = False

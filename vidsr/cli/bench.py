@@ -1,71 +1,43 @@
-"""`vidsr bench`: throughput of the model alone, decode, encode and the whole pipeline."""
+"""`vidsr bench`: throughput of the model alone, decode, encode and the whole pipeline.
+
+The model and engine options are the upscale options of the one table (vidsr.config.OPTIONS),
+parsed as `vidsr upscale` parses them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from ..config import BUILTIN_MODELS, names
+from .options import options_from, upscale_options
+
+# What shapes the measurement; encoder, span and output options do not apply to a generated clip.
+BENCH_OPTIONS = ("model", "weights", "device", "precision", "batch_size", "tile", "memory")
 
 
-@click.command()
-@click.option("--model", default="srresnet", show_default=True, help=f"{names(BUILTIN_MODELS)}.")
-@click.option(
-    "--size", default="320x180", show_default=True, help="WIDTHxHEIGHT of the generated clip."
-)
-@click.option("--frames", default=24, show_default=True, help="Frames to time in each measurement.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--precision", default="auto", show_default=True, help="auto, fp32, bf16 or fp16.")
-@click.option(
-    "--batch-size", default="1", show_default=True, help="Frames per model call, or auto."
-)
-@click.option("--tile", default="auto", show_default=True, help="auto, off, or a tile size.")
-@click.option(
-    "--repeat",
-    default=2,
-    show_default=True,
-    help="Repeat each measurement, interleaved; keep the best of each.",
-)
+@click.command(context_settings={"show_default": True})
+@click.option("--size", default="320x180", help="WIDTHxHEIGHT of the generated clip.")
+@click.option("--frames", default=24, help="Frames to time in each measurement.")
+@click.option("--repeat", default=2, help="Repeat each measurement, interleaved; keep the best.")
 @click.option(
     "--threads", type=int, default=None, help="CPU threads for the model.  [default: cores]"
 )
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="A model file (any architecture `vidsr models` lists) instead of --model.",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line and nothing else.")
-def bench(model, size, frames, device, precision, batch_size, tile, repeat, threads, weights,
-          as_json):  # fmt: skip
+@upscale_options(only=BENCH_OPTIONS, preset=False)
+@click.pass_context
+def bench(ctx, size, frames, repeat, threads, as_json, **params):
     """Throughput: model alone, decode, encode and the whole pipeline, on a generated clip."""
     import json
     from dataclasses import asdict
 
-    from ..config import parse_batch, parse_model, parse_tile
-    from ..errors import ConfigError
+    from ..config import build_upscale_config
     from ..quality.throughput import run_bench
 
-    try:
-        model, batch_size, tile = parse_model(model), parse_batch(batch_size), parse_tile(tile)
-    except ValueError as e:
-        raise ConfigError("vidsr bench", str(e)) from None
-    result = run_bench(
-        model=model,
-        size=size,
-        frames=frames,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        tile=tile,
-        repeat=repeat,
-        threads=threads,
-        weights=weights,
-    )
+    config = build_upscale_config(options_from(ctx, params))
+    result = run_bench(config, size=size, frames=frames, repeat=repeat, threads=threads)
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
-    what = f"{weights}" if weights else f"{model} (random weights: speed does not depend on them)"
+    what = (f"{config.weights}" if config.weights else
+            f"{config.model} (random weights: speed does not depend on them)")  # fmt: skip
     click.echo(
         f"vidsr bench: {what}, {result.size} -> x{result.scale}, {result.device}, "
         f"{result.precision}, batch {result.batch_size}"

@@ -45,15 +45,21 @@ def _apply_preset(ctx: click.Context, param, value: str | None) -> str | None:
     return value
 
 
-def upscale_options(fn=None, *, exclude: tuple[str, ...] = ()):
-    """Put every upscale option (and --preset) on a command: `upscale` and `watch` share them.
-
-    `exclude` leaves out options a command decides itself (the watcher never overwrites).
+def upscale_options(
+    fn=None,
+    *,
+    exclude: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+    preset: bool = True,
+):
+    """Put the upscale options (and --preset) on a command: `upscale`, `watch` and `bench`
+    share them. `exclude` leaves out options a command decides itself (the watcher never
+    overwrites); `only` keeps just those named (bench); `preset=False` leaves out --preset.
     """
     if fn is None:
-        return lambda f: upscale_options(f, exclude=exclude)
+        return lambda f: upscale_options(f, exclude=exclude, only=only, preset=preset)
     for opt in reversed(OPTIONS):
-        if opt.name in exclude:
+        if opt.name in exclude or (only is not None and opt.name not in only):
             continue
         kwargs: dict[str, Any] = {"help": opt.help, "show_default": True}
         if opt.is_flag:
@@ -66,6 +72,8 @@ def upscale_options(fn=None, *, exclude: tuple[str, ...] = ()):
             if opt.flag_value is not None:  # the value may be left out: `--ray` is `--ray auto`
                 kwargs.update(is_flag=False, flag_value=opt.flag_value)
         fn = click.option(*opt.flags, opt.name, **kwargs)(fn)
+    if not preset:
+        return fn
     return click.option(
         "--preset",
         is_eager=True,

@@ -27,7 +27,7 @@ from ..media.decode import FrameReader
 from ..media.encode import VideoWriter
 from ..media.probe import probe
 from ..media.sample import sample_frame, write_sample
-from ..models import MODELS, build_model
+from ..models import build_model
 from ..upscale.engine import Engine
 from ..upscale.pipeline import resolve_batch_size, upscale_file
 from ..upscale.slots import SlotRing
@@ -134,30 +134,25 @@ def _clip_pts(clip: Path) -> list[int]:
 
 
 def run_bench(
+    config: UpscaleConfig,
     *,
-    model: str = "srresnet",
     size: str = "320x180",
     frames: int = 24,
-    device: str = "auto",
-    precision: str = "auto",
-    batch_size: int | str = 1,
-    tile: str | int = "auto",
     repeat: int = 2,
     threads: int | None = None,
-    weights: Path | None = None,
     workdir: Path | None = None,
 ) -> BenchResult:
-    """`weights`: a model file of any architecture (vidsr's or a community one) instead of
-    `model` with random weights."""
+    """The measurements for `config`'s model and engine options (model, weights, device,
+    precision, batch size, tile, memory); a registry model runs with random weights, a
+    `config.weights` file (any architecture, vidsr's or a community one) with its own."""
     width, height = parse_size(size)
-    net = _network(model, weights)
-    engine = Engine(net, device=device, precision=precision, tile=tile, threads=threads)
-    config = UpscaleConfig(
-        model=model if model in MODELS and weights is None else "bicubic",  # only for checks
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        tile=tile,
+    net = _network(config.model, config.weights)
+    engine = Engine(net, device=config.device, precision=config.precision, tile=config.tile,
+                    memory=config.memory, threads=threads)  # fmt: skip
+    config = replace(
+        config,
+        model=config.model if config.weights is None else "bicubic",  # only for its checks
+        weights=None,
         overwrite=True,
         quiet=True,
         segment_seconds=0,
@@ -166,7 +161,7 @@ def run_bench(
         clip = write_sample(
             Path(tmp) / "clip.mp4", width=width, height=height, seconds=frames / 25, fps=25
         )
-        batch = resolve_batch_size(engine, batch_size, probe(clip))
+        batch = resolve_batch_size(engine, config.batch_size, probe(clip))
         best = _measure(engine, replace(config, batch_size=batch), clip, frames, repeat, Path(tmp))
     return BenchResult(
         **{f"{k}_fps": round(v, 3) for k, v in best.items()},
@@ -182,9 +177,7 @@ def _network(model: str, weights: Path | None):
     if weights is not None:
         from ..models.weights import load_network
 
-        return load_network("auto", Path(weights))[0]
-    if model not in MODELS:
-        raise VidsrError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+        return load_network(model, Path(weights))[0]
     return build_model(model)
 
 

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import DEVICES, PRECISIONS
+from ..config import DEVICES, MIN_TILE, PRECISIONS
 from ..errors import VidsrError
 from ..models import fold_batchnorm
-from .tiling import MIN_TILE, context_pixels, upscale_tiled
+from .tiling import context_pixels, upscale_tiled
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -62,21 +62,6 @@ def is_oom(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and (
         "out of memory" in msg or "can't allocate memory" in msg or "not enough memory" in msg
     )
-
-
-def parse_tile(tile: str | int | None) -> int | None:
-    """--tile: "auto" -> None (untiled until memory says otherwise), "off" -> 0, N -> N."""
-    if tile is None or tile == "auto":
-        return None
-    if tile == "off":
-        return 0
-    try:
-        n = int(tile)
-    except (TypeError, ValueError):
-        raise VidsrError(f"--tile expects auto, off or a size in pixels, got {tile!r}") from None
-    if n < MIN_TILE:
-        raise VidsrError(f"--tile must be at least {MIN_TILE} pixels, got {n}")
-    return n
 
 
 # Activations live at once, per the largest (input + output) pair of one layer: measured peaks of
@@ -212,8 +197,9 @@ class Engine:
     """A network prepared for inference: BatchNorm folded, eval, on its device, dtype,
     channels_last.
 
-    `tile`: "auto" (untiled until an out-of-memory error says otherwise), "off" (never), or a tile
-    size in input pixels. `compile`: None, or a torch.compile mode ("default", "max-autotune";
+    `tile` (vidsr.config.parse_tile's): None to tile where a frame would not fit (a CPU's memory
+    budget, or an out-of-memory error), 0 never to tile, or a tile size in input pixels.
+    `compile`: None, or a torch.compile mode ("default", "max-autotune";
     "reduce-overhead" captures CUDA graphs). Off by default: on the 2-core CPU here torch.compile
     was slower than eager oneDNN, and on a GPU it is unmeasured so far (see benchmarks/RESULTS.md).
     """
@@ -225,7 +211,7 @@ class Engine:
         device: str = "auto",
         precision: str = "auto",
         value_range: tuple[float, float] = (0.0, 1.0),
-        tile: str | int | None = "auto",
+        tile: int | None = None,
         outscale: float | None = None,
         compile: str | None = None,
         threads: int | None = None,
@@ -241,7 +227,7 @@ class Engine:
         self.range = ValueRange(*value_range)
         self.scale = int(getattr(model, "scale", 4))
         self.outscale = outscale
-        self.tile = parse_tile(tile)  # None: untiled for now, 0: never tile, N: N x N tiles
+        self.tile = tile  # None: tiles where a frame would not fit, 0: never tile, N: N x N tiles
         self.memory = memory  # bytes the activations may take on a CPU; None: default_memory_budget
         self.max_batch: int | None = None  # lowered by out-of-memory errors
         self.warn = warn  # where fallbacks are reported; the pipeline points it at the run's notes

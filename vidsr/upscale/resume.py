@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import av
 
+from ..config import tile_name
 from ..errors import OutputError
 from ..media.encode import choose_pix_fmt, encoder_options
 from ..media.segments import Segment, count_frames
@@ -106,7 +107,7 @@ def job_identity(
         "weights": weights,
         "precision": engine.precision,
         "device": engine.device.type,
-        "tile": str(config.tile),
+        "tile": tile_name(config.tile),
         "scale": f"{engine.scale} {size[1]}x{size[0]}",  # the model's, and the output size
         "encoder": json.dumps(encoder, sort_keys=True),
         "span": json.dumps([config.start, config.duration]),

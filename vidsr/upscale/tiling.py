@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-MIN_TILE = 16  # below this the context dwarfs the core and tiling stops paying for itself
-
 
 def context_pixels(model: nn.Module, *, cap: int = 64) -> int:
     """An upper bound on the receptive-field radius in input pixels: sum of every conv's reach.

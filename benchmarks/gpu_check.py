@@ -64,7 +64,7 @@ def worker_env(dry: bool) -> None:
     import av
     import torch
 
-    from vidsr.media.encode import NVENC, nvenc_unavailable
+    from vidsr.media.codecs import NVENC, nvenc_unavailable
 
     env = {
         "python": platform.python_version(),
@@ -132,7 +132,8 @@ def worker_peak(dry: bool) -> None:
 def worker_codec(dry: bool) -> None:
     """Encode fps at 4x 960x540 (= 3840x2160) per encoder, then decode fps of the x264 result."""
     from vidsr.config import EncodeConfig, UpscaleConfig
-    from vidsr.media.encode import NVENC, encoder_options, nvenc_unavailable
+    from vidsr.media.codecs import NVENC, nvenc_unavailable
+    from vidsr.media.encode import encoder_options
     from vidsr.media.probe import probe
     from vidsr.media.sample import write_sample
     from vidsr.quality.throughput import decode_fps, encode_fps

@@ -68,10 +68,10 @@ def test_help_shows_the_presets_real_defaults():
 
 
 def test_an_explicit_flag_beats_the_preset_and_a_new_codec_drops_its_crf(clip, monkeypatch):
-    import vidsr.jobs.batch as batch_mod
+    import vidsr.jobs.runner as runner_mod
 
     seen = []
-    monkeypatch.setattr(batch_mod, "upscale_path", lambda i, o, config: seen.append(config) or [])
+    monkeypatch.setattr(runner_mod, "upscale_path", lambda i, o, config: seen.append(config) or [])
     r = run("upscale", clip, "--preset", "quality", "--model", "bicubic", "--codec", "libx264")
     assert r.exit_code == 0, r.output
     (config,) = seen

@@ -287,7 +287,7 @@ def test_compiled_engine_matches_eager(mode):
 
 
 def test_nvenc_encodes_ten_bit_where_the_gpu_has_it(tmp_path):
-    from vidsr.media.encode import nvenc_unavailable
+    from vidsr.media.codecs import nvenc_unavailable
 
     reason = nvenc_unavailable("hevc_nvenc", "p010le", 512, 256)
     if reason is not None:

@@ -37,7 +37,8 @@ from media import decoded_numbers, make_packed_bframes_avi, make_source
 from vidsr.config import EncodeConfig, UpscaleConfig
 from vidsr.errors import Cancelled, OutputError
 from vidsr.jobs.batch import BatchRunner
-from vidsr.media.encode import CODECS, CONTAINERS, NVENC, check_encode
+from vidsr.media.codecs import CODECS, CONTAINERS, NVENC
+from vidsr.media.encode import check_encode
 from vidsr.upscale.resume import work_path
 
 pytestmark = pytest.mark.matrix

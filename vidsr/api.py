@@ -6,8 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .jobs.batch import BatchRunner, check_image_options, default_output, output_tag
+from .jobs.batch import check_image_options, default_output, output_tag
 from .jobs.presets import build_config
+from .jobs.runner import open_runner
 from .upscale.pipeline import Progress, UpscaleResult
 
 
@@ -42,12 +43,12 @@ def upscale_video(
         if dst is not None
         else default_output(src, None, config.container, output_tag(config))
     )
-    if config.ray is not None:  # the file (a long one: its segments) on a Ray cluster
-        from .jobs.distributed import RayRunner
-
-        with RayRunner(config, cancel=cancel) as runner:
-            return runner.run_one(src, dst, progress=progress)
-    return BatchRunner(config, cancel=cancel).run_one(src, dst, progress=progress)
+    # the file here, or (a long one: its segments) on a Ray cluster where config.ray says so
+    runner = open_runner(config, cancel=cancel)
+    try:
+        return runner.run_one(src, dst, progress=progress)
+    finally:
+        runner.close()
 
 
 __all__ = ["UpscaleResult", "upscale_video"]

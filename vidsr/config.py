@@ -142,7 +142,7 @@ def parse_memory(v: Any) -> int | None:
 
 
 def parse_codec(v: Any) -> str:
-    from .media.encode import CODECS
+    from .media.codecs import CODECS
 
     if not isinstance(v, str) or (v not in CODECS and v != AUTO):
         raise ValueError(f"unknown codec {v!r}; choose from {', '.join(CODECS)}")
@@ -183,7 +183,7 @@ def parse_pix_fmt(v: Any) -> str | None:
 
 
 def parse_container(v: Any) -> str | None:
-    from .media.encode import CONTAINERS
+    from .media.codecs import CONTAINERS
 
     if v is None or v in (AUTO, "source"):
         return None

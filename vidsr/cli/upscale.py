@@ -25,7 +25,7 @@ from .options import options_from, upscale_options
 def upscale(ctx, input, output, **params):
     """Upscale a video or image file, or every video and image in a folder, 4x."""
     from ..config import build_upscale_config
-    from ..jobs.batch import upscale_path
+    from ..jobs.runner import upscale_path
 
     config = build_upscale_config(options_from(ctx, params))
     results = upscale_path(input, output, config)

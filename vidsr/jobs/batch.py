@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import UpscaleConfig
-from ..errors import Cancelled, ConfigError, InputError, OutputError, VidsrError
+from ..errors import ConfigError, InputError, OutputError
 from ..media.encode import check_encode, check_frame_size, check_output_path, resolve_codec
 from ..media.images import (
     IMAGE_EXTENSIONS,
@@ -45,6 +45,7 @@ from ..upscale.pipeline import (
     precision_for,
     upscale_file,
 )
+from .report import settle
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mkv .mov .webm .avi .ts .mts .m2ts .mpg .mpeg .flv .wmv .3gp .ogv .y4m .h264 .hevc"
@@ -232,7 +233,7 @@ class BatchRunner:
         self._swept: set[Path] = set()
         self._resolved: dict[str, UpscaleConfig] = {}
 
-    def _for_output(self, suffix: str) -> UpscaleConfig:
+    def config_for(self, suffix: str) -> UpscaleConfig:
         """The config with `--codec auto` resolved for this container (said once)."""
         if self.config.encode.codec != "auto":
             return self.config
@@ -297,7 +298,7 @@ class BatchRunner:
         )
 
     def _job_config(self, dst: Path, overwrite: bool | None) -> UpscaleConfig:
-        config = self._for_output(dst.suffix)
+        config = self.config_for(dst.suffix)
         return config if overwrite is None else replace(config, overwrite=overwrite)
 
     def plan(self, src: Path, dst: Path, *, overwrite: bool | None = None) -> SegmentPlan | None:
@@ -366,48 +367,25 @@ class BatchRunner:
         return result
 
     def run_many(self, jobs: list[tuple[Path, Path]]) -> list[UpscaleResult]:
-        """Every job, each failure reported and recorded while the others go on."""
-        results: list[UpscaleResult] = []
-        for src, dst in jobs:
-            try:
-                with self.reporter.track(src) as progress:
-                    result = self.run_one(src, dst, progress=progress)
-                self.reporter.summary(result)
-            except VidsrError as e:
-                if len(jobs) == 1 or isinstance(e, Cancelled):
-                    raise
-                result = UpscaleResult(src, dst, error=str(e))
-                self.reporter.error(f"{src.name}: {e}")
-            results.append(result)
+        """Every job in turn, each failure reported and recorded while the others go on."""
+        results = [settle(job, len(jobs), self.reporter, lambda job=job: self._tracked(*job))
+                   for job in jobs]  # fmt: skip
         if len(jobs) > 1:
             self.reporter.totals(results)
         return results
 
+    def _tracked(self, src: Path, dst: Path) -> UpscaleResult:
+        with self.reporter.track(src) as progress:
+            return self.run_one(src, dst, progress=progress)
 
-def upscale_path(input: Path, output: Path | None, config: UpscaleConfig) -> list[UpscaleResult]:
-    """The CLI's entry: a file or a folder, with rich progress and one summary line per file."""
-    from .report import Reporter
+    def close(self) -> None:
+        """Nothing to let go of: engines are freed with the runner (vidsr.jobs.runner.Runner)."""
 
-    out = Path(output) if output is not None else None
-    if config.ray is not None:
-        from .distributed import import_ray
+    def __enter__(self) -> BatchRunner:
+        return self
 
-        import_ray()  # without the extra, one line before any folder is made
-    if Path(input).is_file():
-        check_image_options(Path(input), config)
-    jobs = plan_jobs(Path(input), out, config.container, output_tag(config))
-    runner = BatchRunner(config, reporter=Reporter(quiet=config.quiet))
-    for src, dst in jobs:
-        if not is_image(src):  # before the codec check, which would only say ".png: no"
-            check_video_name(src, dst)
-    for suffix in {dst.suffix for src, dst in jobs if not is_image(src)}:
-        # an impossible codec/container fails before any work
-        check_encode(runner._for_output(suffix).encode, suffix)
-    if config.ray is not None:
-        from .distributed import run_on_ray
-
-        return run_on_ray(jobs, config, reporter=runner.reporter)
-    return runner.run_many(jobs)
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 __all__ = [
@@ -421,5 +399,4 @@ __all__ = [
     "list_videos",
     "model_scale",
     "plan_jobs",
-    "upscale_path",
 ]

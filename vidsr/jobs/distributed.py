@@ -39,6 +39,7 @@ from ..media.span import Window, expected_frames, span_window
 from ..upscale.pipeline import Progress, SegmentPlan, SegmentResult, UpscaleResult, segment_frames
 from ..upscale.resume import WorkFolder
 from .batch import BatchRunner
+from .report import settle
 
 INSTALL = "pip install 'vidsr[ray]'"
 RETRIES = 3  # restarts of a worker that died, and retries of the task it was running
@@ -441,8 +442,9 @@ class RayRunner:
         self, jobs: list[tuple[Path, Path]], totals: list[int] | None = None
     ) -> list[UpscaleResult]:
         """Every job, one file per worker at a time and a long file's segments on every idle
-        one, under one progress bar; failures reported and recorded as BatchRunner.run_many
-        does. `totals`: the frames expected of each job, for the bar until a job knows."""
+        one, under one progress bar; failures settled as BatchRunner.run_many settles them
+        (vidsr.jobs.report.settle). `totals`: the frames expected of each job, for the bar
+        until a job knows."""
         done, expected = [0] * len(jobs), list(totals or [0] * len(jobs))
         results: list[UpscaleResult | None] = [None] * len(jobs)
 
@@ -466,7 +468,7 @@ class RayRunner:
                     finished, pending = wait(pending, timeout=POLL, return_when=FIRST_COMPLETED)
                     for future in finished:
                         i = futures[future]
-                        results[i] = self._finished(future, jobs[i], len(jobs))
+                        results[i] = settle(jobs[i], len(jobs), self.reporter, future.result)
                         done[i] = expected[i] = results[i].frames  # what it had, exactly
                     if bar is not None and (any(done) or finished):
                         # the bar's first count is its baseline: an earlier run's frames, not speed
@@ -479,18 +481,6 @@ class RayRunner:
         if len(jobs) > 1:
             self.reporter.totals(results)
         return results
-
-    def _finished(self, future, job: tuple[Path, Path], count: int) -> UpscaleResult:
-        src, dst = job
-        try:
-            result = future.result()
-            self.reporter.summary(result)
-        except VidsrError as e:
-            if count == 1 or isinstance(e, Cancelled):
-                raise
-            result = UpscaleResult(src, dst, error=str(e))
-            self.reporter.error(f"{src.name}: {e}")
-        return result
 
 
 class _Job:

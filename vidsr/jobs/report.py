@@ -23,7 +23,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..errors import Cancelled, VidsrError
 from ..media.images import is_image
+from ..upscale.pipeline import UpscaleResult
 
 LOG_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
 
@@ -163,3 +165,21 @@ class LogLines:
         pct = f" ({100 * done / total:.0f}%)" if total else ""
         eta = f", ETA {human_seconds((total - done) / fps)}" if total and fps > 0 else ""
         self.emit(f"{self.name}: {done}{of} frames{pct}, {fps:.2f} fps{eta}")
+
+
+def settle(
+    job: tuple[Path, Path], count: int, reporter, run: Callable[[], UpscaleResult]
+) -> UpscaleResult:
+    """A job's result, summarised; or its failure as a result with `error`, reported, so that a
+    folder's other files go on. A single file's failure, and a cancel, are raised instead.
+    The one place every runner (vidsr.jobs.runner) settles a job."""
+    src, dst = job
+    try:
+        result = run()
+    except VidsrError as e:
+        if count == 1 or isinstance(e, Cancelled):
+            raise
+        reporter.error(f"{src.name}: {e}")
+        return UpscaleResult(src, dst, error=str(e))
+    reporter.summary(result)
+    return result

@@ -34,9 +34,10 @@ from ..errors import Cancelled, InputError, OutputError, VidsrError
 from ..media.probe import VideoInfo, probe
 from ..media.staging import is_temp_name, remove_stale
 from ..upscale.pipeline import UpscaleResult
-from .batch import VIDEO_EXTENSIONS, BatchRunner, default_output, output_tag
+from .batch import VIDEO_EXTENSIONS, default_output, output_tag
 from .journal import Job, Journal, JournalDamaged, journal_path
 from .report import LogLines
+from .runner import open_runner
 
 log = logging.getLogger("vidsr.jobs.watch")
 
@@ -166,15 +167,10 @@ class Watcher:
         self._signalled = False
         self.journal: Journal | None = None
         self._state = contextlib.ExitStack()  # the lock, log and journal in DIR/.vidsr
-        self.runner = BatchRunner(config.upscale, cancel=self.cancel)
-        self.jobs = config.jobs
-        if config.upscale.ray is not None:  # the same jobs, run by Ray workers
-            from .distributed import RayRunner
-
-            self.runner = RayRunner(config.upscale, cancel=self.cancel)
-            self.jobs = max(config.jobs, len(self.runner.workers))  # every worker has a file
+        # the same jobs, run here or by Ray workers (then every worker has a file)
+        self.runner = open_runner(config.upscale, reporter=_LogReporter(), cancel=self.cancel)
+        self.jobs = max(config.jobs, len(getattr(self.runner, "workers", ())))
         self._tag = output_tag(config.upscale)
-        self.runner.reporter = _LogReporter()
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -483,7 +479,7 @@ class Watcher:
         try:
             return self._run()
         finally:
-            getattr(self.runner, "close", lambda: None)()  # a Ray runner's workers and session
+            self.runner.close()  # a Ray runner's workers and session
 
     def _run(self) -> WatchSummary:
         self._check()

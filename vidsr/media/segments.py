@@ -26,7 +26,7 @@ import numpy as np
 
 from ..config import EncodeConfig
 from ..errors import OutputError
-from .encode import VideoWriter, _write_error, open_output
+from .encode import VideoWriter, open_output, write_error
 from .probe import VideoInfo
 from .span import Window, seek_sides, side_packets
 from .staging import WriterLock, temp_path_for
@@ -148,7 +148,7 @@ class SegmentEncoder(VideoWriter):
             self._out.start_encoding()
         except (av.error.FFmpegError, OSError) as e:
             self._cleanup()
-            raise _write_error(self.dst, e) from None
+            raise write_error(self.dst, e) from None
         except BaseException:
             self._cleanup()
             raise
@@ -173,7 +173,7 @@ class SegmentEncoder(VideoWriter):
             with contextlib.suppress(Exception):
                 full.out.close()
             full.tmp.unlink(missing_ok=True)
-            raise _write_error(full.dst, e) from None
+            raise write_error(full.dst, e) from None
         finally:
             full.lock.release()
         size = full.dst.stat().st_size

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from vidsr.cli import main
-from vidsr.config import TrainConfig
 from vidsr.errors import VidsrError
 from vidsr.models import build_model
 from vidsr.models import weights as weights_mod
 from vidsr.models.weights import load_generator
+from vidsr.train.config import TrainConfig
 from vidsr.train.data import PairDataset
 from vidsr.train.loop import lr_at, train
 from vidsr.train.recipe import build_config

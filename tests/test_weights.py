@@ -12,7 +12,7 @@ from PIL import Image
 from tests.media import make_clip
 from vidsr.cli import main
 from vidsr.errors import OutputError, WeightsError
-from vidsr.media.atomic import atomic_path, save_torch
+from vidsr.media.staging import atomic_path, save_torch
 from vidsr.models import build_model
 from vidsr.models.weights import SHIPPED, check_arch, read_shipped, read_weights
 

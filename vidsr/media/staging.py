@@ -1,4 +1,6 @@
-"""Hidden temporary outputs beside their targets, and telling a live writer's from a dead one's.
+"""Hidden temporary outputs beside their targets, and telling a live writer's from a dead one's;
+and the one way vidsr writes any other file whole or not at all (atomic_path: checkpoints,
+exports, configs, ONNX files).
 
 Every output is written as `.<stem>.vidsr-tmp-<pid><ext>` in the target's folder and renamed into
 place when complete. While it writes, the writer holds a shared advisory lock (flock) on that
@@ -13,6 +15,9 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+from ..errors import OutputError
 
 TEMP_MARKER = ".vidsr-tmp"
 
@@ -104,4 +109,57 @@ def remove_stale(
     return removed
 
 
-__all__ = ["TEMP_MARKER", "WriterLock", "is_temp_name", "remove_stale", "temp_path_for"]
+
+
+# -- writing a file whole or not at all -------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """A temp path for the block to write; renamed onto `target` when the block ends cleanly.
+
+    The temp name is every output's (temp_path_for): it keeps the target's suffix, so writers
+    that pick the format from it (PIL, torchvision's save_image) still do, and it starts with a
+    dot, so folder listings skip it. Beside the target, not in /tmp: os.replace is atomic only
+    within one file system. A failed write leaves no temp file; a crash leaves one that the next
+    run's sweep removes (its writer is gone).
+    """
+    target = Path(target)
+    tmp = temp_path_for(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(OSError):  # NotADirectoryError where the parent is a file
+            tmp.unlink(missing_ok=True)
+
+
+def save_torch(obj: Any, target: str | Path) -> None:
+    """torch.save, atomically; a full disk is one OutputError, not torch's RuntimeError."""
+    import torch
+
+    with atomic_path(target) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:  # the zip writer reports ENOSPC and friends this way
+            raise OSError(str(e).splitlines()[0]) from None
+
+
+def write_text(target: str | Path, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+__all__ = [
+    "TEMP_MARKER",
+    "WriterLock",
+    "atomic_path",
+    "is_temp_name",
+    "remove_stale",
+    "save_torch",
+    "temp_path_for",
+    "write_text",
+]

@@ -11,8 +11,6 @@ dynamo exporter needs onnxscript too; for a conv net both give the same graph.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import OutputError, VidsrError, WeightsError
+from ..media.staging import atomic_path
 from . import MODELS, fold_batchnorm
 from .weights import load_generator, sha256_of
 
@@ -108,16 +107,8 @@ def export_onnx(
         raise VidsrError("ONNX export needs the onnx package: pip install 'vidsr[onnx]'") from None
     net = prepare(name, weights, fp16=fp16)
     example = torch.rand(1, 3, 32, 32, dtype=torch.float16 if fp16 else torch.float32)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:
         _write(net, example, tmp, opset)
-        os.replace(tmp, dst)
-    except OSError as e:
-        raise OutputError(f"cannot write {dst}: {e.strerror or e}") from None
-    finally:
-        with contextlib.suppress(OSError):  # NotADirectoryError where the parent is a file
-            tmp.unlink(missing_ok=True)
     return OnnxExported(
         dst, name, str(weights or "shipped"), fp16, opset, dst.stat().st_size, sha256_of(dst)
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightsError
-from ..media.atomic import save_torch
+from ..media.staging import save_torch
 from ..models.weights import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import OutputError, WeightsError
-from ..media.atomic import save_torch
+from ..media.staging import save_torch
 from ..models import MODELS, build_model
 from ..models.weights import fit_state, read_weights, sha256_of
 

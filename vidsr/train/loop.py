@@ -31,15 +31,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from ..config import TrainConfig
 from ..errors import InputError, VidsrError, WeightsError
-from ..media.atomic import atomic_path, write_text
+from ..media.staging import atomic_path, write_text
 from ..models import MODELS, build_discriminator, build_model
 from ..models import weights as weights_mod
 from ..models.weights import LoadedWeights, check_arch, fit_state
 from ..quality.scoring import inference_engine, load_benchmark, mean_score, score_pairs
 from ..upscale.engine import cpu_has_fast_bf16, resolve_device
 from .checkpoint import load_checkpoint, plain, save_checkpoint
+from .config import TrainConfig
 from .data import PairDataset, StepSampler, extract_frames, min_image_size, scan_images
 from .degrade import build_degradation
 from .ema import ModelEma

@@ -23,8 +23,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
-from ..config import TrainConfig
 from ..errors import ConfigError, VidsrError
+from .config import TrainConfig
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = "srresnet"

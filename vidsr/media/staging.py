@@ -109,8 +109,6 @@ def remove_stale(
     return removed
 
 
-
-
 # -- writing a file whole or not at all -------------------------------------------------------
 
 

@@ -158,7 +158,17 @@ def test_bad_weight_files_are_clear_errors(tmp_path):
 
 
 def test_the_help_texts_name_every_registry_model():
-    from vidsr.config import BUILTIN_MODELS, TRAINED_MODELS
+    from click.testing import CliRunner
 
-    assert BUILTIN_MODELS == tuple(MODELS)
-    assert TRAINED_MODELS == tuple(n for n, spec in MODELS.items() if spec.trainable)
+    from vidsr.cli import main
+
+    for command in ("upscale", "eval"):
+        text = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
+        assert all(name in text for name in MODELS), (command, text)
+
+
+def test_every_record_builds_the_network_it_describes():
+    for name, record in MODELS.items():
+        net = build_model(name)
+        assert getattr(net, "scale", 4) == record.scale
+        assert any(True for _ in net.parameters()) is record.trainable

@@ -14,7 +14,8 @@ from vidsr.errors import VidsrError, WeightsError
 from vidsr.jobs.presets import load_preset
 from vidsr.models import MODELS, build_model
 from vidsr.models import weights as weights_mod
-from vidsr.models.weights import SHIPPED, WEIGHTS_DIR, load_generator, sha256_of
+from vidsr.models.records import WEIGHTS_DIR
+from vidsr.models.weights import SHIPPED, load_generator, sha256_of
 from vidsr.train.loop import Dist
 
 TRAINABLE = [name for name, spec in MODELS.items() if spec.trainable]
@@ -24,7 +25,7 @@ SET5 = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / 
 def test_every_trainable_model_ships_weights():
     assert sorted(SHIPPED) == sorted(TRAINABLE)
     for name, record in SHIPPED.items():
-        assert record.model == name
+        assert record.name == name
         assert record.path.parent == WEIGHTS_DIR
 
 
@@ -48,7 +49,9 @@ def test_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
     data = bytearray(record.path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     (tmp_path / record.file).write_bytes(bytes(data))
-    monkeypatch.setattr(weights_mod, "WEIGHTS_DIR", tmp_path)
+    import vidsr.models.records as records_mod
+
+    monkeypatch.setattr(records_mod, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(WeightsError, match="damaged"):
         load_generator("srresnet")
     (tmp_path / record.file).unlink()
@@ -139,3 +142,20 @@ def test_recipe_init_from_names_the_shipped_weights(tmp_path):
     recipe.write_text('model = "srgan"\nneeds_init = true\ninit_from = "nothing"\n')
     with pytest.raises(VidsrError, match="trained nothing weights"):
         _load_init(build_config(recipe))
+
+
+def test_the_readme_model_table_says_what_the_records_say():
+    """README, Models: each row's Set5 / Set14, web / legacy and grid index are the record's."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[2][:2].isdigit():
+            rows[cells[0].split("`")[1]] = cells
+    assert set(rows) == set(MODELS)
+    for name, record in MODELS.items():
+        _, _, clean, mixes, grid, _ = rows[name]
+        s = record.scores
+        assert [float(v) for v in clean.split("/")] == [s.set5, s.set14], name
+        assert [float(v) for v in mixes.split("/")] == [s.web, s.legacy], name
+        assert float(grid) == s.grid, name

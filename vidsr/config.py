@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .models.records import BUILTIN_MODELS
 
 AUTO = "auto"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -41,10 +42,6 @@ def _int(v: Any) -> int:
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 DEFAULT_MODEL = "fast"  # what `vidsr upscale clip.mp4` runs (README, Models, says why)
-# The registry's names (vidsr.models.MODELS, which a test holds this to), for help texts that must
-# not import torch: trained networks first, then the parameter-free baseline.
-TRAINED_MODELS = ("srresnet", "srgan", "fast", "real")
-BUILTIN_MODELS = (*TRAINED_MODELS, "bicubic")
 
 
 def names(items: tuple[str, ...] | list[str], last: str = "or") -> str:

@@ -53,11 +53,13 @@ def models(file):
     if file is None:
         from ..models.community import known_architectures
 
-        click.echo("built-in (--model NAME):")
-        for name, spec in MODELS.items():
+        click.echo("built-in (--model NAME; Set5 / Set14 PSNR-Y of the shipped weights):")
+        for name, record in MODELS.items():
             ships = "shipped weights" if name in SHIPPED else "no weights needed"
-            ships = ships if name in SHIPPED or not spec.trainable else "bring --weights"
-            click.echo(f"  {name:<10} x{spec.arch.get('scale', 4)}  {spec.description} ({ships})")
+            ships = ships if name in SHIPPED or not record.trainable else "bring --weights"
+            score = f"{record.scores.set5:.2f} / {record.scores.set14:.2f} dB, " if (
+                record.scores and name in SHIPPED or not record.trainable) else ""  # fmt: skip
+            click.echo(f"  {name:<10} x{record.scale}  {record.description} ({score}{ships})")
         click.echo("model files (--model FILE or --weights FILE; .pth, .pt, .safetensors), via "
                    "spandrel:")  # fmt: skip
         click.echo("  " + ", ".join(known_architectures()))
@@ -66,9 +68,8 @@ def models(file):
 
     info = describe_weights(file)
     if isinstance(info, str):
-        spec = MODELS[info]
-        scale = spec.arch.get("scale", 4)
-        click.echo(f"{file}: vidsr {info} weights (x{scale}, {spec.description})")
+        record = MODELS[info]
+        click.echo(f"{file}: vidsr {info} weights (x{record.scale}, {record.description})")
         return
     size = f", input a multiple of {info.multiple_of} px" if info.multiple_of > 1 else ""
     size += f", at least {info.minimum} px" if info.minimum > 1 else ""

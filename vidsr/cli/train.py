@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from ..config import BUILTIN_MODELS, TRAINED_MODELS, names
+from ..config import names
+from ..models.records import BUILTIN_MODELS, TRAINED_MODELS
 from ..train.recipe import recipe_names
 
 _dir = click.Path(path_type=Path, exists=True, file_okay=False)

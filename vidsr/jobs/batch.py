@@ -9,7 +9,6 @@ A distributed worker calls `run_one` per task exactly as the watcher does.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import time
@@ -72,23 +71,11 @@ def default_output(
     return (out_dir or src.parent) / f"{src.stem}_{tag}{container or suffix}"
 
 
-@functools.cache
-def _file_scale(path: str, mtime_ns: int) -> int:
-    from ..models import MODELS
-    from ..models.weights import describe_weights
-
-    info = describe_weights(path)
-    return int(MODELS[info].arch.get("scale", 4)) if isinstance(info, str) else info.scale
-
-
 def model_scale(config: UpscaleConfig) -> int:
     """The network's own scale, known before it is built (a file is read, not run)."""
-    if config.model == "auto" and config.weights is not None and config.weights.is_file():
-        return _file_scale(str(config.weights), config.weights.stat().st_mtime_ns)
-    from ..models import MODELS
+    from ..models.weights import scale_of
 
-    spec = MODELS.get(config.model)
-    return int(spec.arch.get("scale", 4)) if spec else 4
+    return scale_of(config.model, config.weights)
 
 
 def output_tag(config: UpscaleConfig) -> str:

@@ -9,12 +9,13 @@ within bounds) before anything is built. `load_generator` turns either into a re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pickletools
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,62 +24,15 @@ from torch import nn
 
 from ..errors import WeightsError
 from . import MODELS, build_model
+from .records import RECORDS, ModelRecord
 
-WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # vidsr/weights, shipped in the wheel
 # What vidsr.train.checkpoint writes: a dict of state_dicts + config + step + this format tag.
 CHECKPOINT_FORMAT = "vidsr-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class WeightsRecord:
-    model: str  # registry name
-    file: str  # inside vidsr/weights/
-    sha256: str
-    arch: dict[str, Any] = field(default_factory=dict)
-    value_range: tuple[float, float] = (0.0, 1.0)  # what 0 and full scale map to, in and out
-    description: str = ""
-
-    @property
-    def path(self) -> Path:
-        return WEIGHTS_DIR / self.file
-
-
-# Made with the recipes in vidsr/train/recipes/ and `vidsr export`; how, on what data, for how long
-# and what they score: training/RESULTS.md.
-SHIPPED: dict[str, WeightsRecord] = {
-    record.model: record
-    for record in (
-        WeightsRecord(
-            "srresnet",
-            "srresnet.pt",
-            "0e5a2a2451d9b254e5078d4418cf29cfd3585edc96f2d18e232723c45534909b",
-            description="recipe srresnet, 11.6k steps (MSE), then 1k steps of L1 at 128 px crops"
-            " with a warm-up + cosine from 2e-4, on the 2-core CPU",
-        ),
-        WeightsRecord(
-            "srgan",
-            "srgan.pt",
-            "5205da033551b9068f193bf567cd8f8d5f5f8b042ae35303e91e48ec8df50d0b",
-            description="from srresnet: L1 pixel + 0.2 VGG16 conv2_2 (before ReLU) + 1e-2 RaGAN"
-            " + 200 lowpass + 2 grid, 300 steps on the 2-core CPU (training/RESULTS.md)",
-        ),
-        WeightsRecord(
-            "fast",
-            "fast.pt",
-            "467551206c78a66755f07bcaeec14b32a41f88e519d7364fc4617c10e826211c",
-            description="recipe fast at lr 5e-4, 17.4k steps (MSE), then 1.5k steps of L1 with"
-            " a warm-up + cosine from 2e-4, then 3k more at 128 px crops, on the 2-core CPU",
-        ),
-        WeightsRecord(
-            "real",
-            "real.pt",
-            "6c36ebb2e3700bc77eea67a0d35e5e700650af66f27aaf3cae5b4fd2e01a9f04",
-            description="recipe real from the shipped fast (--degrade real, three quarters"
-            " compressed once), 500 steps of L1 on the 2-core CPU",
-        ),
-    )
-}
+# The models whose weights ship in the package (a build without them: an empty dict).
+SHIPPED: dict[str, ModelRecord] = {name: r for name, r in RECORDS.items() if r.file}
 
 
 # Bounds on every architecture value read from a file or a recipe: a checkpoint whose "arch" says
@@ -132,7 +86,7 @@ class LoadedWeights:
     model_name: str | None  # the registry name the file was made for, when it says
     kind: str  # "shipped", "export" (fp16 state_dict), "state_dict" or "checkpoint"
     path: Path
-    record: WeightsRecord | None = None  # kind "shipped"
+    record: ModelRecord | None = None  # kind "shipped"
     checkpoint: dict[str, Any] | None = None  # kind "checkpoint": the whole dict (for --resume)
 
 
@@ -397,6 +351,22 @@ def load_network(model: str, weights: str | Path | None) -> tuple[nn.Module, tup
     return load_community(loaded.path, loaded.state), (0.0, 1.0)
 
 
+def scale_of(model: str, weights: str | Path | None = None) -> int:
+    """A model's own scale, before anything is built: its record's, or for `--model auto` the
+    file's architecture (read, not run; once per file version)."""
+    if model in MODELS:
+        return MODELS[model].scale
+    if weights is None or not Path(weights).is_file():
+        return 4  # nothing to read yet: the load will say what is wrong
+    return _file_scale(str(weights), Path(weights).stat().st_mtime_ns)
+
+
+@functools.cache
+def _file_scale(path: str, mtime_ns: int) -> int:
+    info = describe_weights(path)
+    return MODELS[info].scale if isinstance(info, str) else info.scale
+
+
 def describe_weights(path: str | Path):
     """What a file is: the registry name of one of vidsr's own files, or a community file's
     vidsr.models.community.ModelInfo (architecture, scale, parameters, precisions)."""
@@ -417,7 +387,7 @@ def build_generator(name: str, loaded: LoadedWeights) -> nn.Module:
 
 def load_generator(
     name: str, weights: str | Path | None = None
-) -> tuple[nn.Module, WeightsRecord | None]:
+) -> tuple[nn.Module, ModelRecord | None]:
     """An eval-mode network for `name` with weights from `weights`, or the shipped file.
 
     Raises WeightsError when a trainable model has no weights: random weights are never run.

@@ -15,13 +15,13 @@ import torch
 
 from ..errors import OutputError, WeightsError
 from ..media.staging import save_torch
-from ..models import MODELS, build_model
+from ..models import MODELS, build_model, builder_of
 from ..models.weights import fit_state, read_weights, sha256_of
 
 
 def _default(model: str, key: str):
     """The builder's own default for an architecture keyword the registry does not list."""
-    param = inspect.signature(MODELS[model].builder).parameters.get(key)
+    param = inspect.signature(builder_of(model)).parameters.get(key)
     return param.default if param is not None else None
 
 

@@ -29,7 +29,7 @@ from vidsr.cli import main
 from vidsr.config import EncodeConfig
 from vidsr.errors import InputError, OutputError
 from vidsr.media.decode import FrameReader
-from vidsr.media.encode import TEMP_MARKER, check_frame_size, check_output_path
+from vidsr.media.encode import TEMP_MARKER, check_output_path, plan_encode
 from vidsr.media.probe import probe
 
 
@@ -168,15 +168,15 @@ def test_frame_size_the_encoder_cannot_take_is_one_line(tmp_path):
     assert leftovers(tmp_path, "wide.mkv") == []
 
 
-def test_check_frame_size_asks_the_encoder(tmp_path):
+def test_the_plan_asks_the_encoder_about_the_frame_size(tmp_path):
     src = tmp_path / "small.mp4"
     make_clip(src, frames=2, audio=False)
     info = probe(src)
-    check_frame_size(EncodeConfig(), info, 4)  # 256x192: fine
+    plan_encode(EncodeConfig(), info, (192, 256), ".mkv")  # 256x192: fine
     huge = dataclasses.replace(info, width=8192, height=8192)
     for codec in ("libx264", "ffv1"):
         with pytest.raises(OutputError, match=rf"{codec} cannot encode 32768x32768"):
-            check_frame_size(EncodeConfig(codec=codec), huge, 4)
+            plan_encode(EncodeConfig(codec=codec), huge, (32768, 32768), ".mkv")
 
 
 # -- item 7: a truncated source says what was announced and what came out ------------------------

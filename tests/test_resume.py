@@ -202,7 +202,7 @@ def test_a_run_stopped_while_joining_only_joins_again(clip60, tmp_path, monkeypa
     monkeypatch.undo()
     assert not dst.exists() and not [p for p in tmp_path.iterdir() if TEMP_MARKER in p.name]
     decoded = []
-    monkeypatch.setattr(pipeline, "_run_stages", lambda *a, **k: decoded.append(1))
+    monkeypatch.setattr(pipeline, "run_stages", lambda *a, **k: decoded.append(1))
     result = BatchRunner(config()).run_one(clip60, dst)
     assert decoded == [] and result.resumed_frames == 60  # no frame decoded again
     assert contents(dst) == contents(ref)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..quality import compare as comparison
+from .options import parsed
 
 
 @click.command("compare", context_settings={"show_default": True})
@@ -24,7 +25,7 @@ from ..quality import compare as comparison
               "PSNR-Y of every crop in its label.")  # fmt: skip
 @click.option("--crops", default=2, help="How many crops, the most detailed regions first.")
 @click.option("--crop-size", default=96, help="Side of a crop in source pixels.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", type=parsed("device"), default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def compare(input, at, models, output, reference, crops, crop_size, device, overwrite):
     """Compare models on one frame (or image): the most detailed crops side by side, as a PNG."""

@@ -10,11 +10,11 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from ..config import CODEC_BOUND, OPTIONS, Option
+from ..config import CODEC_BOUND, OPTION_NAMES, OPTIONS, Option
 from ..errors import VidsrError
 
 
-class _Parsed(click.ParamType):
+class Parsed(click.ParamType):
     """A click type that is the option's own parser: one rule for flags, presets and the API."""
 
     def __init__(self, opt: Option):
@@ -26,6 +26,12 @@ class _Parsed(click.ParamType):
             return self.opt.parse(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
+
+
+def parsed(name: str) -> Parsed:
+    """The click type of upscale option `name`, for a command that takes it on its own (eval,
+    compare): the same parser, the same messages."""
+    return Parsed(OPTION_NAMES[name])
 
 
 def _apply_preset(ctx: click.Context, param, value: str | None) -> str | None:
@@ -68,7 +74,7 @@ def upscale_options(
                 is_flag=True, default=opt.default, flag_value=not opt.default, show_default=False
             )
         else:
-            kwargs.update(type=_Parsed(opt), default=opt.default)
+            kwargs.update(type=Parsed(opt), default=opt.default)
             if opt.flag_value is not None:  # the value may be left out: `--ray` is `--ray auto`
                 kwargs.update(is_flag=False, flag_value=opt.flag_value)
         fn = click.option(*opt.flags, opt.name, **kwargs)(fn)

@@ -13,6 +13,7 @@ import click
 from ..config import names
 from ..models.records import BUILTIN_MODELS, TRAINED_MODELS
 from ..train.recipe import recipe_names
+from .options import parsed
 
 _dir = click.Path(path_type=Path, exists=True, file_okay=False)
 _file = click.Path(path_type=Path, dir_okay=False)
@@ -141,9 +142,15 @@ def train(recipe, **flags):
     required=True,
     help="Folder of NAME_HR.png (+ NAME_LR.png) images, e.g. Set5.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option(
-    "--precision", default="fp32", show_default=True, help="fp32 (exact numbers), bf16 or fp16."
+    "--device", type=parsed("device"), default="auto", show_default=True, help="auto, cpu or cuda."
+)
+@click.option(
+    "--precision",
+    type=parsed("precision"),
+    default="fp32",
+    show_default=True,
+    help="fp32 (exact numbers), bf16 or fp16.",
 )
 @click.option("--shave", default=4, show_default=True, help="Border pixels left out of the scores.")
 @click.option(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..config import UpscaleConfig
 from ..errors import ConfigError, InputError, OutputError
-from ..media.encode import check_encode, check_frame_size, check_output_path, resolve_codec
+from ..media.encode import EncodePlan, check_output_path, plan_encode, resolve_codec
 from ..media.images import (
     IMAGE_EXTENSIONS,
     check_image_suffix,
@@ -150,22 +150,21 @@ def check_image_options(src: Path, config: UpscaleConfig) -> None:
         )
 
 
-def check_target(src: Path, dst: Path, config: UpscaleConfig, info: VideoInfo) -> None:
+def check_target(src: Path, dst: Path, config: UpscaleConfig, info: VideoInfo) -> EncodePlan | None:
     """What can be known about the output before any frame is decoded or model built: the path
     (not the input, not a dangling link, writable, space left), codec and container, and whether
-    the encoder takes frames of the output size."""
+    the encoder takes frames of the output size. Returns a video's EncodePlan: what the run
+    encodes with, checked here once."""
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputError(f"output {dst} is the input itself; choose another name")
     if is_image(src):
         check_output_path(dst, overwrite=config.overwrite)
         check_image_suffix(dst)
-        return
+        return None
     check_output_path(dst, overwrite=config.overwrite)
     check_video_name(src, dst)
-    check_encode(config.encode, dst.suffix)
-    scale = model_scale(config)
-    size = output_size(info.height, info.width, scale, config.outscale)
-    check_frame_size(config.encode, info, config.outscale or scale, size)
+    size = output_size(info.height, info.width, model_scale(config), config.outscale)
+    return plan_encode(config.encode, info, size, dst.suffix)
 
 
 class EngineCache:
@@ -269,7 +268,7 @@ class BatchRunner:
         if is_image(src):
             return self._run_image(src, dst, config, progress, warn or self._warn)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
-        check_target(src, dst, config, info)
+        plan = check_target(src, dst, config, info)
         self._sweep(dst.parent)
         engine = self.engines.get(config, info)
         return upscale_file(
@@ -278,6 +277,7 @@ class BatchRunner:
             config,
             engine=engine,
             info=info,
+            plan=plan,
             cancel=self.cancel,
             progress=progress,
             warn=warn or self._warn,
@@ -297,9 +297,10 @@ class BatchRunner:
         if is_image(src) or (config.skip_existing and dst.is_file()):
             return None
         info = probe(src)
-        check_target(src, dst, config, info)
+        plan = check_target(src, dst, config, info)
         self._sweep(dst.parent)
-        return plan_segments(src, dst, config, engine=self.engines.get(config, info), info=info)
+        engine = self.engines.get(config, info)
+        return plan_segments(src, dst, config, engine=engine, info=info, plan=plan)
 
     def run_segment(
         self,

@@ -422,7 +422,7 @@ class RayRunner:
     def preflight(self) -> None:
         """Fail once, up front, for what would fail every file (unknown model, missing weights)
         and for a worker that cannot start (vidsr missing on a node)."""
-        job = _Job(self, 0, Path("-"), Path("-"), None, None)
+        job = ClusterJob(self, 0, Path("-"), Path("-"), None, None)
         job.call(job.task("preflight"))
 
     def run_one(
@@ -436,7 +436,7 @@ class RayRunner:
     ) -> UpscaleResult:
         """One job, as BatchRunner.run_one (the watcher calls this); `info` is probed again
         where the job runs."""
-        return _Job(self, next(self._jobs), Path(src), Path(dst), overwrite, progress).run()
+        return ClusterJob(self, next(self._jobs), Path(src), Path(dst), overwrite, progress).run()
 
     def run_many(
         self, jobs: list[tuple[Path, Path]], totals: list[int] | None = None
@@ -483,7 +483,7 @@ class RayRunner:
         return results
 
 
-class _Job:
+class ClusterJob:
     """One file on the cluster: a "start" task (the whole file, or its plan), then one task per
     segment the work folder lacks, then a "join" task."""
 

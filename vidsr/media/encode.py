@@ -120,26 +120,24 @@ def _disk_full(folder: Path) -> bool:
     return st.f_blocks > 0 and st.f_bavail == 0
 
 
-def check_frame_size(
-    encode: EncodeConfig, info: VideoInfo, scale: float, size: tuple[int, int] | None = None
-) -> None:
+def check_frame_size(plan: EncodePlan, info: VideoInfo) -> None:
     """Raise OutputError, in one line, when the encoder cannot take frames of the output size.
 
     The encoder itself is the judge: it is opened (no frame is sent) with the output's size, pixel
     format and options, and closed again. Cheap next to the upscale; at 8K output libvpx-vp9 and
     SVT-AV1 take a second or two and allocate their buffers for that time.
     """
-    height, width = size or (round(info.height * scale), round(info.width * scale))
-    options = encoder_options(encode, info, height)
-    if encode.codec == "libx265":  # else x265 prints its banner and "encoded 0 frames" again
+    height, width = plan.size
+    codec = plan.encode.codec
+    options = dict(plan.options)
+    if codec == "libx265":  # else x265 prints its banner and "encoded 0 frames" again
         options["x265-params"] = ":".join(
             filter(None, [options.get("x265-params"), "log-level=none"])
         )
-    pix_fmt = choose_pix_fmt(encode.codec, info, encode.pix_fmt)
     cc, logs = None, []
     try:
-        cc = av.CodecContext.create(encode.codec, "w")
-        cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
+        cc = av.CodecContext.create(codec, "w")
+        cc.width, cc.height, cc.pix_fmt = width, height, plan.pix_fmt
         cc.time_base = info.time_base
         cc.framerate = info.average_rate or Fraction(25)
         cc.thread_count = 1  # sizes are checked the same with one thread, and faster
@@ -150,11 +148,55 @@ def check_frame_size(
         said = [str(log[2]).strip() for log in (*logs, getattr(e, "log", None)) if log]
         reason = next((m.splitlines()[0] for m in said if m), reason_of(e))
         raise OutputError(
-            f"{encode.codec} cannot encode {width}x{height} frames (the {info.width}x"
-            f"{info.height} source upscaled x{scale:g}): {reason}"
+            f"{codec} cannot encode {width}x{height} frames (the {info.width}x"
+            f"{info.height} source upscaled to that): {reason}"
         ) from None
     finally:
         del cc  # frees the encoder's buffers now, before the real one is opened
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    """How one output is encoded, worked out and checked once (plan_encode): the encoder, the
+    container (by suffix), the frame size, pixel format and options. The writers, the run's first
+    line and the resume journal all read this; none works any of it out again."""
+
+    encode: EncodeConfig
+    suffix: str  # ".mkv": the container
+    size: tuple[int, int]  # (height, width) of the frames written
+    pix_fmt: str
+    options: tuple[tuple[str, str], ...]  # the encoder's options, in order
+
+    @property
+    def codec(self) -> str:
+        return self.encode.codec
+
+    def option_dict(self) -> dict[str, str]:
+        return dict(self.options)
+
+
+def plan_encode(
+    encode: EncodeConfig,
+    info: VideoInfo,
+    size: tuple[int, int],
+    suffix: str,
+    *,
+    check_size: bool = True,
+) -> EncodePlan:
+    """The plan for writing `info`'s frames at `size` into a `suffix` file, or the one line that
+    says why it cannot work: before any frame is decoded. `check_size=False` where an earlier
+    plan of the same job already opened the encoder at this size (a Ray segment task)."""
+    check_encode(encode, suffix)
+    plan = EncodePlan(
+        encode,
+        suffix.lower(),
+        size,
+        choose_pix_fmt(encode.codec, info, encode.pix_fmt),
+        tuple(encoder_options(encode, info, size[0]).items()),
+    )
+    if check_size:
+        check_frame_size(plan, info)
+    return plan
 
 
 def _open_logged(cc: av.CodecContext, logs: list) -> None:
@@ -344,13 +386,16 @@ class WriteStats:
 
 
 class VideoWriter:
-    """`with VideoWriter(info, dst, EncodeConfig()) as w: w.write(rgb, pts)`; renamed on success."""
+    """`with VideoWriter(info, dst, plan) as w: w.write(rgb, pts)`; renamed on success.
+
+    `plan`: the EncodePlan of this output, or an EncodeConfig to plan it from here (frames of the
+    source's size times `scale`, or `size`)."""
 
     def __init__(
         self,
         info: VideoInfo,
         dst: Path,
-        encode: EncodeConfig,
+        plan: EncodePlan | EncodeConfig,
         *,
         scale: int = 4,
         size: tuple[int, int] | None = None,
@@ -360,10 +405,11 @@ class VideoWriter:
         self.info = info
         self.dst = Path(dst)
         self.tmp = temp_path_for(self.dst)
-        self.encode_config = encode
-        self.scale = scale
-        # (height, width) of the frames written; default: the source's times `scale`
-        self.size = size or (info.height * scale, info.width * scale)
+        if not isinstance(plan, EncodePlan):
+            size = size or (info.height * scale, info.width * scale)
+            plan = plan_encode(plan, info, size, self.dst.suffix)
+        self.plan = plan
+        self.size = plan.size  # (height, width) of the frames written
         self.overwrite = overwrite
         self.stats = WriteStats()
         self._warn = warn or (lambda msg: None)
@@ -378,10 +424,9 @@ class VideoWriter:
 
     # -- setup ---------------------------------------------------------------------------------
     def __enter__(self) -> VideoWriter:
-        # Everything that can be known to fail is checked before the temporary file exists.
+        # What can be known to fail was checked by the plan; the path is checked again now,
+        # before the temporary file exists (a file may have appeared at the target meanwhile).
         check_output_path(self.dst, overwrite=self.overwrite)
-        check_encode(self.encode_config, self.dst.suffix)
-        check_frame_size(self.encode_config, self.info, self.scale, self.size)
         try:
             self._lock = WriterLock(self.tmp)  # a later run must not take us for a dead writer
             self._out = open_output(self.tmp)
@@ -408,11 +453,11 @@ class VideoWriter:
         return self
 
     def _open_video(self) -> None:
-        info, cfg = self.info, self.encode_config
+        info, plan, cfg = self.info, self.plan, self.plan.encode
         rate = info.average_rate or Fraction(25)
         stream = self._out.add_stream(cfg.codec, rate=rate)
         stream.height, stream.width = self.size
-        stream.pix_fmt = choose_pix_fmt(cfg.codec, info, cfg.pix_fmt)
+        stream.pix_fmt = plan.pix_fmt
         depth = max(c.bits for c in av.VideoFormat(stream.pix_fmt).components)
         if depth < info.bit_depth and cfg.pix_fmt is None:
             self._warn(
@@ -428,7 +473,7 @@ class VideoWriter:
         cc.color_trc = info.color_trc
         cc.colorspace = info.matrix
         cc.color_range = 2 if info.full_range else 1
-        stream.options = encoder_options(cfg, info, stream.height)
+        stream.options = plan.option_dict()
         if cfg.codec in NVENC:
             stream.pix_fmt = nvenc_pix_fmt(
                 cfg, stream.pix_fmt, stream.width, stream.height, stream.options, self._warn
@@ -639,8 +684,10 @@ __all__ = [
     "check_encode",
     "check_frame_size",
     "check_output_path",
+    "EncodePlan",
     "choose_pix_fmt",
     "encoder_options",
+    "plan_encode",
     "nvenc_options",
     "resolve_codec",
     "temp_path_for",

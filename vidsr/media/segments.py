@@ -24,9 +24,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..config import EncodeConfig
 from ..errors import OutputError
-from .encode import VideoWriter, open_output, write_error
+from .encode import EncodePlan, VideoWriter, open_output, write_error
 from .probe import VideoInfo
 from .span import Window, seek_sides, side_packets
 from .staging import WriterLock, temp_path_for
@@ -93,10 +92,8 @@ class SegmentEncoder(VideoWriter):
         self,
         info: VideoInfo,
         folder: Path,
-        encode: EncodeConfig,
+        plan: EncodePlan,
         *,
-        size: tuple[int, int],
-        suffix: str,
         frames_per_segment: int,
         next_index: int,
         on_segment: Callable[[Segment], None],
@@ -104,13 +101,12 @@ class SegmentEncoder(VideoWriter):
         warn=None,
     ):
         self.folder = Path(folder)
-        self.suffix = suffix
+        self.suffix = plan.suffix  # segments use the target's container
         self.index = next_index
         super().__init__(
             replace(info, other_streams=()),
-            self.folder / segment_name(next_index, suffix),
-            encode,
-            size=size,
+            self.folder / segment_name(next_index, self.suffix),
+            plan,
             overwrite=True,
             warn=warn,
         )
@@ -206,7 +202,7 @@ class SegmentEncoder(VideoWriter):
 
 
 class SegmentMuxer(VideoWriter):
-    """`with SegmentMuxer(info, dst, encode, files) as m: m.copy()`: the target from its segments.
+    """`with SegmentMuxer(info, dst, plan, files) as m: m.copy()`: the target from its segments.
 
     Written to a temp file beside `dst` and renamed into place, as every output is. `window`
     (a --start/--duration span) selects and shifts the side packets as the video was.
@@ -216,15 +212,14 @@ class SegmentMuxer(VideoWriter):
         self,
         info: VideoInfo,
         dst: Path,
-        encode: EncodeConfig,
+        plan: EncodePlan,
         segments: list[Path],
         *,
-        size: tuple[int, int],
         overwrite: bool = False,
         window: Window | None = None,
         warn=None,
     ):
-        super().__init__(info, dst, encode, size=size, overwrite=overwrite, warn=warn)
+        super().__init__(info, dst, plan, overwrite=overwrite, warn=warn)
         if not segments:
             raise ValueError("no segments to join")
         self.segments = list(segments)

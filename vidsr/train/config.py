@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from ..config import PRECISIONS, parse_device
 from ..errors import VidsrError
 
 
@@ -105,10 +106,14 @@ class TrainConfig:
         "pixel_loss": ("mse", "l1", "charbonnier"),  # vidsr.train.losses.PIXEL_LOSSES
         "gan_loss": ("bce", "ragan"),  # vidsr.train.losses.GAN_LOSSES
         "lr_schedule": ("step", "cosine"),
-        "precision": ("auto", "fp32", "bf16", "fp16"),
+        "precision": PRECISIONS,
     }
 
     def __post_init__(self) -> None:
+        try:
+            parse_device(self.device)  # the upscale option's parser: one rule, one message
+        except ValueError as e:
+            raise VidsrError(f"train: device: {e}") from None
         for name, low, strict in self.BOUNDS:
             value = getattr(self, name)
             if type(value) not in (int, float) or not math.isfinite(value):

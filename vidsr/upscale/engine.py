@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import DEVICES, MIN_TILE, PRECISIONS
+from ..config import MIN_TILE
 from ..errors import VidsrError
 from ..models import fold_batchnorm
 from .tiling import context_pixels, upscale_tiled
@@ -162,8 +162,8 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_device(device: str) -> torch.device:
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise VidsrError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+    """A parsed --device (vidsr.config.parse_device) as a torch device: auto takes CUDA where
+    there is one; CUDA asked for where there is none is one line."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -172,8 +172,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device, *, has_parameters: bool = True) -> str:
-    if precision not in PRECISIONS:
-        raise VidsrError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    """A parsed --precision for this device: auto picks fp16 on CUDA, bf16 on a CPU that has it
+    natively, fp32 otherwise (and for networks without weights)."""
     if precision != "auto":
         if device.type == "cpu" and precision == "fp16":
             raise VidsrError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")

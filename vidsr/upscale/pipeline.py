@@ -19,7 +19,7 @@ import torch
 from ..config import UpscaleConfig
 from ..errors import Cancelled, InputError
 from ..media.decode import FrameReader, working_format
-from ..media.encode import VideoWriter, check_encode, choose_pix_fmt, encoder_options
+from ..media.encode import EncodePlan, VideoWriter, plan_encode
 from ..media.probe import VideoInfo, probe
 from ..media.segments import Segment, SegmentEncoder, SegmentMuxer
 from ..media.span import (
@@ -118,7 +118,7 @@ class _Stages:
 
 
 @dataclass
-class _Job:
+class FileRun:
     """One file's run: what every step of it needs."""
 
     src: Path
@@ -126,16 +126,10 @@ class _Job:
     config: UpscaleConfig
     engine: Engine
     info: VideoInfo
+    plan: EncodePlan  # how the output is encoded, checked once
     batch_size: int
     cancel: threading.Event | None
-    progress: Progress | None
-    note: Callable[[str], None]
-    inform: Callable[[str], None] | None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(height, width) of the output frames."""
-        return self.engine.output_size(self.info.height, self.info.width)
+    note: Callable[[str], None]  # a warning for the user and the result
 
 
 def upscale_file(
@@ -145,13 +139,14 @@ def upscale_file(
     *,
     engine: Engine,
     info: VideoInfo | None = None,
+    plan: EncodePlan | None = None,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
     inform: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
     """Upscale one video file into `dst` with a ready engine (vidsr.jobs.batch builds and caches
-    them).
+    them) and the output's EncodePlan (planned here when not given).
 
     Raises VidsrError subclasses; Cancelled if `cancel` is set. The output is written beside
     `dst` and renamed into place only when complete. With `config.segment_seconds` (the default)
@@ -161,7 +156,8 @@ def upscale_file(
     """
     src, dst = Path(src), Path(dst)
     info = info or probe(src)
-    check_encode(config.encode, dst.suffix)
+    size = engine.output_size(info.height, info.width)
+    plan = plan or plan_encode(config.encode, info, size, dst.suffix)
     result = UpscaleResult(src, dst)
 
     def note(msg: str) -> None:
@@ -172,11 +168,13 @@ def upscale_file(
     engine.warn = note
     batch_size = resolve_batch_size(engine, config.batch_size, info)
     if inform is not None:
-        inform(describe_run(src, dst, config, engine, info, batch_size))
-    job = _Job(src, dst, config, engine, info, batch_size, cancel, progress, note, inform)
+        inform(describe_run(src, dst, config, engine, info, batch_size, plan))
+    run = FileRun(src, dst, config, engine, info, plan, batch_size, cancel, note)
     t0 = time.perf_counter()
-    run = _segmented if config.segment_seconds else _one_pass
-    reader, written = run(job, result)
+    if config.segment_seconds:
+        reader, written = _segmented(run, result, progress, inform)
+    else:
+        reader, written = _one_pass(run, result, progress)
     result.seconds = time.perf_counter() - t0
     result.fps = written / result.seconds if result.seconds else 0.0
     result.output_bytes = dst.stat().st_size
@@ -188,20 +186,25 @@ def upscale_file(
 
 
 def describe_run(
-    src: Path, dst: Path, config: UpscaleConfig, engine: Engine, info: VideoInfo, batch: int
+    src: Path,
+    dst: Path,
+    config: UpscaleConfig,
+    engine: Engine,
+    info: VideoInfo,
+    batch: int,
+    plan: EncodePlan,
 ) -> str:
     """What was chosen for this file, in one line (also in logs: what produced this output)."""
-    enc = config.encode
-    height, width = engine.output_size(info.height, info.width)
-    options = encoder_options(enc, info, height)
+    height, width = plan.size
+    options = plan.option_dict()
     shown = [f"{k} {options[k]}" for k in ("crf", "preset", "cpu-used", "profile") if k in options]
-    shown.append(choose_pix_fmt(enc.codec, info, enc.pix_fmt))
+    shown.append(plan.pix_fmt)
     scale = engine.outscale or engine.scale
     tiles = engine.memory_note(info.height, info.width, batch)
     return (
         f"{src.name} -> {dst.name}: model {model_label(config, engine)}, device {engine.device}, "
         f"precision {engine.precision}, batch {batch}{', ' + tiles if tiles else ''}, "
-        f"scale {scale:g}x ({width}x{height}), encoder {enc.codec} ({', '.join(shown)})"
+        f"scale {scale:g}x ({width}x{height}), encoder {plan.codec} ({', '.join(shown)})"
     )
 
 
@@ -216,102 +219,83 @@ def model_label(config: UpscaleConfig, engine: Engine) -> str:
     return f"{config.weights.name} ({architecture} x{engine.scale})"
 
 
-def _one_pass(job: _Job, result: UpscaleResult) -> tuple[FrameReader, int]:
+def _one_pass(
+    run: FileRun, result: UpscaleResult, progress: Progress | None
+) -> tuple[FrameReader, int]:
     """The output in one VideoWriter: no work folder, nothing to resume."""
-    config, info = job.config, job.info
-    with VideoWriter(
-        info, job.dst, config.encode, size=job.size, overwrite=config.overwrite, warn=job.note
-    ) as writer:
-        reader = FrameReader(info, batch_size=job.batch_size)
-        _run_stages(
-            reader, writer, job.engine, config, info, cancel=job.cancel, progress=job.progress,
-            total=expected_frames(info, None),
-        )  # fmt: skip
+    reader = FrameReader(run.info, batch_size=run.batch_size)
+    with VideoWriter(run.info, run.dst, run.plan, overwrite=run.config.overwrite,
+                     warn=run.note) as writer:  # fmt: skip
+        run_stages(run, reader, writer, progress, expected_frames(run.info, None))
         if writer.stats.frames == 0:
-            raise InputError(f"{job.src}: no frame could be decoded")
+            raise InputError(f"{run.src}: no frame could be decoded")
     result.frames = writer.stats.frames
     return reader, writer.stats.frames
 
 
-def _segmented(job: _Job, result: UpscaleResult):
-    """Segments in the work folder (resumed where an earlier run of this job stopped), then the
-    target joined from them; the work folder goes once the target is in place."""
-    config, info, engine = job.config, job.info, job.engine
+def _segmented(
+    run: FileRun,
+    result: UpscaleResult,
+    progress: Progress | None,
+    inform: Callable[[str], None] | None,
+):
+    """Segments in the work folder, from the first frame no segment holds yet (an earlier run of
+    this job may have left some), then the target joined from them; the work folder goes once
+    the target is in place."""
+    config, info = run.config, run.info
     window = span_window(info, config.start, config.duration)
     per_segment = segment_frames(info, config.segment_seconds)
-    identity = job_identity(job.src, config, info, engine, per_segment, job.size)
+    identity = job_identity(run.src, config, info, run.engine, per_segment, run.plan)
     reader, written = None, 0
-    with WorkFolder.open(job.dst, identity, resume=config.resume, note=job.note) as work:
-        result.resumed_frames = work.frames_done
-        if work.segments and job.inform is not None:
-            job.inform(
-                f"{job.dst.name}: resuming after frame {work.frames_done} "
+    with WorkFolder.open(run.dst, identity, resume=config.resume, note=run.note) as work:
+        result.resumed_frames = done = work.frames_done
+        if work.segments and inform is not None:
+            inform(
+                f"{run.dst.name}: resuming after frame {done} "
                 f"({len(work.segments)} segment(s) kept in {work.path.name})"
             )
         if not work.complete:
-            reader, written = _encode_segments(job, work, window, per_segment)
+            total = expected_frames(info, window)
+            reader, rest = _reader_after(run, window, work.last_pts)
+            if progress is not None:
+                progress(done, total)  # the frames kept from an earlier run show at once
+            with SegmentEncoder(
+                info, work.path, run.plan, frames_per_segment=per_segment,
+                next_index=work.next_index, on_segment=work.add,
+                offset=rest.offset if rest is not None else 0, warn=run.note,
+            ) as writer:  # fmt: skip
+                run_stages(run, reader, writer, _after(progress, done), max(0, total - done))
+            written = writer.stats.frames
+            work.mark_complete()
         if work.frames_done == 0:
             work.remove()
             where = " in the --start/--duration span" if window is not None else " could be decoded"
-            raise InputError(f"{job.src}: no frame{where}")
-        with SegmentMuxer(
-            info, job.dst, config.encode, work.files(), size=job.size,
-            overwrite=config.overwrite, window=window, warn=job.note,
-        ) as muxer:  # fmt: skip
+            raise InputError(f"{run.src}: no frame{where}")
+        with SegmentMuxer(info, run.dst, run.plan, work.files(), overwrite=config.overwrite,
+                          window=window, warn=run.note) as muxer:  # fmt: skip
             muxer.copy()
         result.frames = work.frames_done
         work.remove()
     return reader, written
 
 
-def _encode_segments(job: _Job, work: WorkFolder, window: Window | None, per_segment: int):
-    """Run the stages from the first frame no segment holds yet to the end (of the span)."""
-    info, done = job.info, work.frames_done
-    total = expected_frames(info, window)
-    if work.last_pts is not None:
-        window = (window or Window(info.time_base)).after(work.last_pts)
-        reader = SpanReader(info, window, batch_size=job.batch_size, seek_to=work.last_pts)
-    elif window is not None:
-        reader = SpanReader(info, window, batch_size=job.batch_size)
-    else:
-        reader = FrameReader(info, batch_size=job.batch_size)
-    progress = None
-    if job.progress is not None:
-        job.progress(done, total)  # the frames kept from an earlier run show at once
-
-        def progress(n: int, t: int, report=job.progress) -> None:
-            report(done + n, done + t if t else 0)
-
-    offset = window.offset if window is not None else 0
-    written = _write_segments(job, reader, work.path, per_segment, work.next_index, work.add,
-                              offset, progress, max(0, total - done))  # fmt: skip
-    work.mark_complete()
-    return reader, written
+def _reader_after(run: FileRun, window: Window | None, last_pts: int | None):
+    """The reader of the frames after `last_pts` (None: from the start) within `window` (the
+    span; None: the whole video), and the part of it that it reads."""
+    info = run.info
+    if last_pts is not None:
+        window = (window or Window(info.time_base)).after(last_pts)
+        return SpanReader(info, window, batch_size=run.batch_size, seek_to=last_pts), window
+    if window is not None:
+        return SpanReader(info, window, batch_size=run.batch_size), window
+    return FrameReader(info, batch_size=run.batch_size), None
 
 
-def _write_segments(
-    job: _Job,
-    reader,
-    folder: Path,
-    per_segment: int,
-    next_index: int,
-    on_segment: Callable[[Segment], None],
-    offset: int,
-    progress: Progress | None,
-    total: int = 0,
-) -> int:
-    """The stages from `reader` into segments `next_index`, ... in `folder`; frames written.
-    `total`: the frames expected, for progress (0: unknown)."""
-    with SegmentEncoder(
-        job.info, folder, job.config.encode, size=job.size, suffix=job.dst.suffix,
-        frames_per_segment=per_segment, next_index=next_index, on_segment=on_segment,
-        offset=offset, warn=job.note,
-    ) as writer:  # fmt: skip
-        _run_stages(
-            reader, writer, job.engine, job.config, job.info, cancel=job.cancel, progress=progress,
-            total=total,
-        )  # fmt: skip
-    return writer.stats.frames
+def _after(progress: Progress | None, done: int) -> Progress | None:
+    """`progress` counting on from `done` frames an earlier run had written."""
+    if progress is None:
+        return None
+    return lambda n, t: progress(done + n, done + t if t else 0)
 
 
 # -- a segmented job as independent tasks (vidsr.jobs.distributed) -------------------------------
@@ -340,7 +324,13 @@ class SegmentResult:
 
 
 def plan_segments(
-    src: Path, dst: Path, config: UpscaleConfig, *, engine: Engine, info: VideoInfo
+    src: Path,
+    dst: Path,
+    config: UpscaleConfig,
+    *,
+    engine: Engine,
+    info: VideoInfo,
+    plan: EncodePlan | None = None,
 ) -> SegmentPlan | None:
     """The segments of this job as tasks; None where it is one task: one-pass output, a source
     without timestamps (it cannot be read from a point), or a single segment's worth."""
@@ -352,14 +342,15 @@ def plan_segments(
     if pts is None or len(pts) <= per_segment:
         return None
     size = engine.output_size(info.height, info.width)
+    plan = plan or plan_encode(config.encode, info, size, Path(dst).suffix)
     batch = resolve_batch_size(engine, config.batch_size, info)
     return SegmentPlan(
         info=info,
-        identity=job_identity(Path(src), config, info, engine, per_segment, size),
+        identity=job_identity(Path(src), config, info, engine, per_segment, plan),
         per_segment=per_segment,
         windows=tuple(segment_windows(span, pts, per_segment, info.time_base)),
         frames=len(pts),
-        description=describe_run(Path(src), Path(dst), config, engine, info, batch),
+        description=describe_run(Path(src), Path(dst), config, engine, info, batch, plan),
     )
 
 
@@ -387,12 +378,17 @@ def encode_segment(
 
     engine.warn = note
     batch_size = resolve_batch_size(engine, config.batch_size, info)
-    job = _Job(Path(src), Path(dst), config, engine, info, batch_size, cancel, progress, note, None)
+    size = engine.output_size(info.height, info.width)
+    # the job's start task checked the encoder at this size already
+    plan = plan_encode(config.encode, info, size, Path(dst).suffix, check_size=False)
+    run = FileRun(Path(src), Path(dst), config, engine, info, plan, batch_size, cancel, note)
     reader = SpanReader(info, window, batch_size=batch_size)
     done: list[Segment] = []
     # one segment, however many frames the window holds: the next index is another task's
-    _write_segments(job, reader, work_path(job.dst), sys.maxsize, index, done.append,
-                    window.offset, progress)  # fmt: skip
+    with SegmentEncoder(info, work_path(run.dst), plan, frames_per_segment=sys.maxsize,
+                        next_index=index, on_segment=done.append, offset=window.offset,
+                        warn=note) as writer:  # fmt: skip
+        run_stages(run, reader, writer, progress)
     result.segment = done[0] if done else None
     result.repeated_frames, result.corrupt_frames = reader.repeated_frames, reader.corrupt_frames
     return result
@@ -403,21 +399,20 @@ def segment_frames(info: VideoInfo, seconds: float) -> int:
     return max(1, round(seconds * float(info.average_rate or 25)))
 
 
-def _run_stages(
+def run_stages(
+    run: FileRun,
     reader: FrameReader,
     writer: VideoWriter,
-    engine: Engine,
-    config: UpscaleConfig,
-    info: VideoInfo,
-    *,
-    cancel: threading.Event | None,
-    progress: Progress | None,
+    progress: Progress | None = None,
     total: int = 0,
 ) -> None:
-    """Decode and encode threads around the model stage on this thread; the first error wins.
+    """The stage graph of every run: frames from `reader` on a decode thread, through the model
+    on this thread, to `writer` on an encode thread, joined by queues of pinned slots (which
+    bound the memory between stages); the first error in any stage stops them all.
 
     `progress(done, total)` follows the frames written; `total` is an estimate (0: unknown),
     and once reading ends the true count is reported as the total too."""
+    engine, info, cancel = run.engine, run.info, run.cancel
     stages = _Stages(cancel)
     reader.stop = stages.stop
     batch_size = reader.batch_size
@@ -428,7 +423,7 @@ def _run_stages(
         height=info.height,
         width=info.width,
         dtype=torch.uint8 if working_format(info) == "rgb24" else torch.uint16,
-        slots=max(2, min(3, config.queue_frames // batch_size)),
+        slots=max(2, min(3, run.config.queue_frames // batch_size)),
     )
     decoded: queue.Queue = queue.Queue()
     upscaled: queue.Queue = queue.Queue()

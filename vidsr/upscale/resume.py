@@ -27,11 +27,11 @@ import av
 
 from ..config import tile_name
 from ..errors import OutputError
-from ..media.encode import choose_pix_fmt, encoder_options
 from ..media.segments import Segment, count_frames
 
 if TYPE_CHECKING:
     from ..config import UpscaleConfig
+    from ..media.encode import EncodePlan
     from ..media.probe import VideoInfo
     from .engine import Engine
 
@@ -85,21 +85,17 @@ def job_identity(
     info: VideoInfo,
     engine: Engine,
     per_segment: int,
-    size: tuple[int, int],
+    plan: EncodePlan,
 ) -> dict[str, str]:
     """What the output depends on: a rerun resumes only where all of it is the same."""
     from ..models.weights import SHIPPED, sha256_of
 
-    enc = config.encode
     if config.weights is not None:
         weights = sha256_of(config.weights)
     else:
         weights = SHIPPED[config.model].sha256 if config.model in SHIPPED else "none"
-    encoder = {
-        "codec": enc.codec,
-        "pix_fmt": choose_pix_fmt(enc.codec, info, enc.pix_fmt),
-        "options": encoder_options(enc, info, size[0]),
-    }
+    encoder = {"codec": plan.codec, "pix_fmt": plan.pix_fmt, "options": plan.option_dict()}
+    size = plan.size
     return {
         "format": FORMAT,
         "source": source_identity(src),

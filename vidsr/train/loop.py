@@ -1,11 +1,11 @@
 """The training loop: SRResNet (pixel loss) or SRGAN (VGG content + adversarial), one code path.
 
-A run, in the order the functions below follow: `_open_run` finds the checkpoint to resume and
-checks the config against the one it stored; `_load_init` reads the weights a new run starts from;
-`_scan_data` finds the training images; `_build` makes the networks, optimisers and EMA (one
-TrainState). Each step is `_discriminator_step`, then `_generator_step` over the generator's loss
-terms (pixel, grid, content, adversarial); every so often `_validate`, `_write_samples` and
-`_write_checkpoint`.
+A run: `_train` sets it up in order (`_open_run` finds the checkpoint to resume and checks the
+config against the one it stored; `_load_init` reads the weights a new run starts from;
+`_scan_data` finds the training images; `_build` makes the networks, optimisers and EMA, one
+TrainState), then `_run` is the loop itself, read top to bottom: schedule, step, log, validate,
+samples, checkpoint. A step is `_discriminator_step`, then `_generator_step` over the generator's
+loss terms (pixel, grid, content, adversarial).
 
 AMP and DDP are objects that may be no-ops (nanoGPT's habit): `autocast` is a nullcontext in fp32,
 the GradScaler is disabled unless fp16, and `g_train` is the bare model unless torchrun started us.
@@ -590,47 +590,43 @@ def _write_checkpoint(st: TrainState) -> None:
 
 
 def _run(st: TrainState, loader: DataLoader, val_pairs, say, console) -> dict[str, Any]:
+    """The loop, in reading order (nanoGPT's train.py is the model): the schedule sets the
+    learning rate, one step on the next batch, then at their intervals the log, a validation,
+    sample grids and a checkpoint; Ctrl-C (or SIGTERM) ends it after the step in progress. The
+    last step is validated and checkpointed after the loop, as an interrupted run is saved."""
     cfg = st.cfg
     run = Run(cfg, st.step, st.dd.main)
     progress = _progress(console, st.dd.main and not cfg.quiet)
     task = progress.add_task("train", total=cfg.steps, completed=st.step, info="")
-    batch, last = None, {}
+    batch, last, row = None, {}, {}
     t0, s0 = time.perf_counter(), st.step
     with StopFlag() as stop, progress:
         batches = iter(loader)
         while st.step < cfg.steps:
-            lr_now = _set_lr(st)
+            lr = _set_lr(st)  # the schedule: warm-up, then steps or a cosine
             batch = next(batches)
-            last = train_step(st, *batch)
-            rate = (st.step - s0) / max(time.perf_counter() - t0, 1e-9)
+            last = train_step(st, *batch)  # st.step is now this step's number
+            step, row = st.step, {"step": st.step, "lr": lr, **last}
+            rate = (step - s0) / max(time.perf_counter() - t0, 1e-9)
             info = " ".join(f"{k} {v:.4g}" for k, v in last.items())
-            progress.update(task, completed=st.step, info=f"{info}  {rate:.2f} it/s")
-            _after_step(st, run, {"step": st.step, "lr": lr_now, **last}, batch, val_pairs, say)
+            progress.update(task, completed=step, info=f"{info}  {rate:.2f} it/s")
+            if step == cfg.steps:
+                break
+            if cfg.val_every and step % cfg.val_every == 0:
+                row.update(_validate(st, val_pairs, say))
+            if step % cfg.log_every == 0 or "val_psnr_y" in row:
+                run.record(row)
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                _write_samples(st, *batch)
+            if cfg.ckpt_every and step % cfg.ckpt_every == 0:
+                _write_checkpoint(st)
+                run.curves()
             if _stop_requested(stop, st.dd, st.device):
                 break
-    return _finish(st, run, last, batch, val_pairs, say)
-
-
-def _after_step(st: TrainState, run: Run, row: dict, batch, val_pairs, say) -> None:
-    """Log, validate, sample and checkpoint at their intervals (the last step: in _finish)."""
-    cfg, step = st.cfg, st.step
-    logged = step % cfg.log_every == 0 or step == cfg.steps
-    if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
-        row, logged = {**row, **_validate(st, val_pairs, say)}, True
-    if logged:
-        run.record(row)
-    if cfg.sample_every and step % cfg.sample_every == 0:
-        _write_samples(st, *batch)
-    if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
-        _write_checkpoint(st)
-        run.curves()
-
-
-def _finish(st: TrainState, run: Run, last: dict, batch, val_pairs, say) -> dict[str, Any]:
-    interrupted = st.step < st.cfg.steps
+    interrupted = st.step < cfg.steps
     final = {} if interrupted else _validate(st, val_pairs, say)
-    if final:
-        run.record({"step": st.step, **last, **final})
+    if not interrupted:
+        run.record({**row, **final})
     _write_checkpoint(st)
     if batch is not None:
         _write_samples(st, *batch)

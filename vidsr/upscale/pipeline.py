@@ -159,13 +159,7 @@ def upscale_file(
     size = engine.output_size(info.height, info.width)
     plan = plan or plan_encode(config.encode, info, size, dst.suffix)
     result = UpscaleResult(src, dst)
-
-    def note(msg: str) -> None:
-        result.warnings.append(msg)
-        if warn is not None:
-            warn(msg)
-
-    engine.warn = note
+    engine.warn = note = _noter(result.warnings, warn)
     batch_size = resolve_batch_size(engine, config.batch_size, info)
     if inform is not None:
         inform(describe_run(src, dst, config, engine, info, batch_size, plan))
@@ -183,6 +177,17 @@ def upscale_file(
         if reader.damage_summary():
             note(reader.damage_summary())
     return result
+
+
+def _noter(kept: list[str], warn: Callable[[str], None] | None) -> Callable[[str], None]:
+    """A warning, kept with the result and passed on to `warn`."""
+
+    def note(msg: str) -> None:
+        kept.append(msg)
+        if warn is not None:
+            warn(msg)
+
+    return note
 
 
 def describe_run(
@@ -370,13 +375,7 @@ def encode_segment(
     """Segment `index` of a planned job, alone, into the target's work folder (which the caller
     opened and whose journal it keeps): the frames of `window`, read from a seek near it."""
     result = SegmentResult(None)
-
-    def note(msg: str) -> None:
-        result.warnings.append(msg)
-        if warn is not None:
-            warn(msg)
-
-    engine.warn = note
+    engine.warn = note = _noter(result.warnings, warn)
     batch_size = resolve_batch_size(engine, config.batch_size, info)
     size = engine.output_size(info.height, info.width)
     # the job's start task checked the encoder at this size already

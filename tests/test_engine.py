@@ -176,7 +176,7 @@ def test_the_first_line_says_when_a_budget_tiles(tmp_path):
 
     src = tmp_path / "in.mp4"
     make_clip(src, width=640, height=480, frames=2, vfr=False, audio=False)
-    for memory, tiled in (("64M", True), ("8G", False)):
+    for memory, tiled in (("128M", True), ("8G", False)):
         lines = []
         config = UpscaleConfig(model="fast", device="cpu", precision="fp32", memory=memory)
         BatchRunner(config).run_one(src, tmp_path / f"o{memory}.mp4", inform=lines.append)

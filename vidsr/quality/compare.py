@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import parse_time as parse_start
 from ..errors import ConfigError, InputError, OutputError
 
 GAP = 2  # the separator between panels, in pixels
@@ -26,20 +27,11 @@ TITLE_BG = (48, 48, 48)
 
 
 def parse_time(text: str) -> float:
-    """Seconds ("12.5") or [HH:]MM:SS[.ms] ("1:02:03.5") -> seconds."""
-    parts = str(text).strip().split(":")
+    """--at: seconds or [HH:]MM:SS[.ms], by the parser --start uses (vidsr.config.parse_time)."""
     try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if not values or len(values) > 3 or any(v < 0 or math.isnan(v) for v in values):
-        raise ConfigError("--at", f"expected seconds or HH:MM:SS[.ms], got {text!r}")
-    if any(v >= 60 for v in values[1:]):
-        raise ConfigError("--at", f"minutes and seconds must be below 60 in {text!r}")
-    seconds = 0.0
-    for v in values:
-        seconds = seconds * 60 + v
-    return seconds
+        return parse_start(text)
+    except ValueError as e:
+        raise ConfigError("--at", str(e)) from None
 
 
 @dataclass(frozen=True)

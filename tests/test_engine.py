@@ -58,6 +58,25 @@ def test_auto_batch_is_one_on_cpu():
 
 def test_parse_tile():
     assert parse_tile("auto") is None and parse_tile("off") == 0 and parse_tile("64") == 64
+    for given in ("auto", "off", "64"):  # a parsed value parses to itself (configs re-check)
+        assert parse_tile(parse_tile(given)) == parse_tile(given)
+
+
+@pytest.mark.parametrize("tile, parsed", [("off", 0), ("auto", None), ("32", 32)])
+def test_tile_from_the_command_line_reaches_the_engine(tmp_path, tile, parsed, monkeypatch):
+    from click.testing import CliRunner
+
+    import vidsr.jobs.batch as batch_mod
+    from vidsr.cli import main
+
+    seen = []
+    real = batch_mod.build_engine
+    monkeypatch.setattr(batch_mod, "build_engine", lambda c, p: seen.append(c.tile) or real(c, p))
+    src = tmp_path / "in.mp4"
+    make_clip(src, frames=2, audio=False)
+    r = CliRunner().invoke(main, ["upscale", str(src), "--model", "bicubic", "--tile", tile])
+    assert r.exit_code == 0, r.output
+    assert seen == [parsed]
     with pytest.raises(ValueError, match="at least 16"):
         parse_tile("4")
     with pytest.raises(ValueError, match="auto, off or a tile size"):
@@ -181,3 +200,16 @@ def test_the_first_line_says_when_a_budget_tiles(tmp_path):
         config = UpscaleConfig(model="fast", device="cpu", precision="fp32", memory=memory)
         BatchRunner(config).run_one(src, tmp_path / f"o{memory}.mp4", inform=lines.append)
         assert ("tiles " in lines[0]) is tiled, lines[0]
+
+
+def test_every_option_parses_its_own_output():
+    """A config checks its values again when it is built from parsed ones (CLI -> config)."""
+    from vidsr.config import OPTIONS
+
+    samples = {"tile": ["off", "auto", "48"], "memory": ["auto", "2G"], "crf": ["auto", "20"],
+               "batch_size": ["auto", "2"], "outscale": ["auto", "2"], "start": ["1:02.5"],
+               "container": ["mkv", "source"], "ray": ["auto"], "pix_fmt": ["yuv420p10le"]}  # fmt: skip
+    for opt in OPTIONS:
+        for given in [opt.default, *samples.get(opt.name, [])]:
+            once = opt.parse(given)
+            assert opt.parse(once) == once, (opt.name, given)

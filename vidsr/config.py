@@ -107,6 +107,8 @@ def parse_tile(v: Any) -> int | None:
         n = _int(v)
     except ValueError:
         raise ValueError(f"expected auto, off or a tile size in pixels, got {v!r}") from None
+    if n == 0:  # off, as parsed before (a config is checked again when it is built)
+        return 0
     if n < MIN_TILE:
         raise ValueError(f"tiles must be at least {MIN_TILE} pixels, got {n}")
     return n

@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.filter
 import numpy as np
 
 BT709 = 1
@@ -323,3 +324,134 @@ def make_source(
         if a is not None:
             out.mux(_tone(a.codec_context.sample_rate, (pts_list[-1] + 40) / 1000, a))
     return {"pts_ms": pts_list}
+
+
+# -- old footage: interlaced, telecined, letterboxed ---------------------------------------------
+
+
+def moving_bar(t: int, w: int = 128, h: int = 96, number: int | None = None) -> np.ndarray:
+    """A scene at instant `t`: a bright bar moving 3 pixels a step over grey, a red stripe, and
+    a number (numbered: `t` unless given) in the bottom half."""
+    img = np.full((h, w, 3), 40, np.uint8)
+    x = 4 + (3 * t) % (w - 20)
+    img[: h // 2, x : x + 12] = (230, 230, 230)
+    img[h // 3 : h // 3 + 6, :] = (200, 60, 60)
+    img[h // 2 :] = numbered((t if number is None else number) % 256, w, h - h // 2)
+    return img
+
+
+def woven(i: int, order: str, w: int = 128, h: int = 96) -> np.ndarray:
+    """Frame `i` of interlaced video: the fields of instants 2i and 2i+1 (the bar moves between
+    them; both show the number i), the first in time on the top lines for tff and on the bottom
+    lines for bff."""
+    first, second = moving_bar(2 * i, w, h, number=i), moving_bar(2 * i + 1, w, h, number=i)
+    out = np.empty_like(first)
+    top, bottom = (first, second) if order == "tff" else (second, first)
+    out[0::2], out[1::2] = top[0::2], bottom[1::2]
+    return out
+
+
+def _field_graph(w: int, h: int, tb: Fraction, rate: Fraction, filters: list[tuple[str, str]]):
+    g = av.filter.Graph()
+    src = g.add(
+        "buffer",
+        f"video_size={w}x{h}:pix_fmt=yuv420p:time_base={tb.numerator}/"
+        f"{tb.denominator}:frame_rate={rate.numerator}/{rate.denominator}:pixel_aspect=1/1",
+    )
+    nodes = [src, *[g.add(n, a) for n, a in filters], g.add("buffersink")]
+    for a, b in zip(nodes, nodes[1:], strict=False):
+        a.link_to(b)
+    g.configure()
+    return g
+
+
+def _pull(g) -> list:
+    out = []
+    while True:
+        try:
+            out.append(g.pull())
+        except (av.BlockingIOError, av.EOFError):
+            return out
+
+
+def _interlaced_stream(out, codec: str, order: str, rate: Fraction, w: int, h: int):
+    s = out.add_stream(codec, rate=rate)
+    s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+    if codec == "mpeg2video":
+        s.codec_context.bit_rate = 8_000_000
+        flags = av.codec.context.Flags
+        s.codec_context.flags |= flags.interlaced_dct | flags.interlaced_me
+    else:
+        s.options = {"x264-params": f"interlaced=1:{order}=1", "crf": "12", "preset": "fast"}
+    return s
+
+
+def make_interlaced(
+    path: Path, *, codec: str = "mpeg2video", order: str = "tff", frames: int = 50,
+    audio: bool = False,
+) -> None:  # fmt: skip
+    """25i video with real field motion (woven), flagged `order` (setfield), MPEG-2 or x264."""
+    w, h, tb, rate = 128, 96, Fraction(1, 25), Fraction(25)
+    g = _field_graph(w, h, tb, rate, [("setfield", order)])
+    with av.open(str(path), "w") as out:
+        s = _interlaced_stream(out, codec, order, rate, w, h)
+        a = out.add_stream("aac", rate=48000) if audio else None
+        if a is not None:
+            a.layout = "stereo"
+        out.start_encoding()
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(woven(i, order, w, h), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts, f.time_base = i, tb
+            g.push(f)
+            for flagged in _pull(g):
+                out.mux(s.encode(flagged))
+        out.mux(s.encode(None))
+        if a is not None:
+            out.mux(_tone(48000, frames / 25, a))
+
+
+def make_telecined(path: Path, *, film_frames: int = 48) -> list[np.ndarray]:
+    """24p film (moving_bar at each frame) telecined 3:2 (FFmpeg's telecine) to 29.97i and
+    coded as MPEG-2 in MPEG-TS; returns the film's frames."""
+    w, h = 128, 96
+    film_tb, film_rate = Fraction(1001, 24000), Fraction(24000, 1001)
+    g = _field_graph(w, h, film_tb, film_rate, [("telecine", "first_field=top:pattern=23")])
+    film = [moving_bar(i, w, h) for i in range(film_frames)]
+    video_tb = Fraction(1001, 30000)
+    with av.open(str(path), "w") as out:
+        s = _interlaced_stream(out, "mpeg2video", "tff", Fraction(30000, 1001), w, h)
+        n = 0
+
+        def drain() -> None:
+            nonlocal n
+            for f in _pull(g):
+                f.pts, f.time_base = n, video_tb
+                n += 1
+                out.mux(s.encode(f))
+
+        for i, img in enumerate(film):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = i, film_tb
+            g.push(f)
+            drain()
+        g.push(None)
+        drain()
+        out.mux(s.encode(None))
+    return film
+
+
+def make_letterboxed(path: Path, *, frames: int = 12, bars: int = 16) -> None:
+    """128x96 H.264 whose picture is 128x64: black bars of `bars` lines above and below."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        s.options = {"crf": "10"}
+        for i in range(frames):
+            img = np.zeros((96, 128, 3), np.uint8)
+            # the picture has no black of its own at its edges (a film's might): only the bars
+            img[bars : 96 - bars] = np.maximum(moving_bar(i, 128, 96 - 2 * bars), 50)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))

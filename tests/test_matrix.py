@@ -32,7 +32,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import decoded_numbers, make_packed_bframes_avi, make_source
+from media import decoded_numbers, make_packed_bframes_avi, make_source, numbered
 
 from vidsr.config import EncodeConfig, UpscaleConfig
 from vidsr.errors import Cancelled, OutputError
@@ -280,3 +280,27 @@ def test_a_300_frame_clip_into_mkv_keeps_every_frame_at_its_pts(tmp_path, codec)
 
 def test_every_extension_vidsr_writes_is_in_the_matrix():
     assert {ext for ext, _ in cells()} | {".m4v"} == set(CONTAINERS)
+
+
+def test_a_stopped_run_of_an_mpeg_ts_source_resumes_to_the_unbroken_file(tmp_path):
+    """MPEG-TS seeks land on any packet, not a keyframe (an MPEG-2 GOP here is 12 frames, a
+    segment 10): decoding from there gave concealed pictures until the next keyframe."""
+    src = tmp_path / "broadcast.ts"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("mpeg2video", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.codec_context.gop_size, v.codec_context.max_b_frames = 12, 2
+        v.codec_context.bit_rate = 2_000_000
+        for i in range(FRAMES):
+            f = av.VideoFrame.from_ndarray(numbered(i), format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    whole = tmp_path / "whole.mkv"
+    BatchRunner(config("ffv1")).run_one(src, whole)
+    dst = tmp_path / "out.mkv"
+    for at in (13, 24):
+        stopped_at(src, dst, config("ffv1"), at)
+    result = BatchRunner(config("ffv1")).run_one(src, dst)
+    assert result.resumed_frames == 20
+    assert contents(dst) == contents(whole)

@@ -18,7 +18,7 @@ from vidsr.errors import OutputError, VidsrError
 from vidsr.jobs.presets import build_config, builtin_names, load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = {"fast", "balanced", "quality", "archival", "footage"}
+SHIPPED = {"fast", "balanced", "quality", "archival", "footage", "old-footage"}
 
 
 @pytest.fixture(scope="module")

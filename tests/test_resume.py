@@ -280,7 +280,7 @@ class _segment_frames:
         self.n, self.real = n, pipeline.segment_frames
 
     def __enter__(self):
-        pipeline.segment_frames = lambda info, seconds: self.n
+        pipeline.segment_frames = lambda info, seconds, prep=None: self.n
 
     def __exit__(self, *exc):
         pipeline.segment_frames = self.real
@@ -317,7 +317,7 @@ KILLABLE_WATCH = """
 import sys, time
 from vidsr.jobs.report import LogLines
 from vidsr.upscale import pipeline
-pipeline.segment_frames = lambda info, seconds: 10
+pipeline.segment_frames = lambda info, seconds, prep=None: 10
 real = LogLines.__call__
 def slow(self, done, total):
     print("frame", done, flush=True)
@@ -349,7 +349,7 @@ def test_the_watcher_resumes_a_job_killed_mid_way(clip60, tmp_path, monkeypatch)
         proc.kill()
         proc.wait(timeout=30)
     assert not (out / "clip_x4.mp4").exists()
-    monkeypatch.setattr(pipeline, "segment_frames", lambda info, seconds: 10)
+    monkeypatch.setattr(pipeline, "segment_frames", lambda info, seconds, prep=None: 10)
     monkeypatch.setattr(report, "LOG_EVERY", 0.0)  # a progress line at every batch
     upscale = UpscaleConfig(model="bicubic", device="cpu")
     Watcher(WatchConfig(inbox=inbox, out=out, once=True, stable_secs=0.1, upscale=upscale)).run()

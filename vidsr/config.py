@@ -139,6 +139,39 @@ def parse_memory(v: Any) -> int | None:
     return n
 
 
+def _choice_of(option: str, allowed: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        if v not in allowed:
+            raise ValueError(f"expected {names(list(allowed))}, got {v!r}")
+        return v
+
+    parse.__name__ = f"parse_{option}"
+    return parse
+
+
+parse_deinterlace = _choice_of("deinterlace", ("auto", "off", "frame", "field"))
+parse_ivtc = _choice_of("ivtc", ("auto", "off", "on"))
+parse_denoise = _choice_of("denoise", ("off", "light", "medium", "strong"))
+
+
+def parse_crop(v: Any) -> str | tuple[int, int, int, int] | None:
+    """--crop: off (None), auto (black bars found by cropdetect) or W:H:X:Y in source pixels."""
+    if v is None or v == "off":
+        return None
+    if v == AUTO:
+        return AUTO
+    if isinstance(v, tuple) and len(v) == 4:
+        parts = list(v)
+    elif isinstance(v, str) and re.fullmatch(r"\d+:\d+:\d+:\d+", v.strip()):
+        parts = [int(x) for x in v.strip().split(":")]
+    else:
+        raise ValueError(f"expected off, auto or W:H:X:Y (720:432:0:72), got {v!r}")
+    w, h, x, y = (int(n) for n in parts)
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise ValueError(f"the kept picture must be at least 16x16 and even-sized, got {v!r}")
+    return w, h, x, y
+
+
 def parse_codec(v: Any) -> str:
     from .media.codecs import CODECS
 
@@ -288,6 +321,18 @@ OPTIONS: tuple[Option, ...] = (
            "auto (half of what is available when a file starts) or a size (4G, 1500M); a frame "
            "that needs more is upscaled in tiles, which the first line says.", parse_memory,
            "auto", metavar="auto|SIZE"),
+    Option("deinterlace", ("--deinterlace",), "auto (interlaced video: one frame per field; "
+           "telecined film goes to --ivtc), off, frame (keep the frame rate) or field (one frame "
+           "per field: 50/60 fps).", parse_deinterlace, "auto", metavar="auto|off|frame|field"),
+    Option("ivtc", ("--ivtc",), "Inverse telecine (29.97 fps 3:2 pulldown back to 23.976 fps "
+           "film): auto (where detected), off or on.", parse_ivtc, "auto",
+           metavar="auto|off|on"),
+    Option("crop", ("--crop",), "off, auto (black bars found and left out: they are not "
+           "upscaled) or W:H:X:Y in source pixels.", parse_crop, "off", metavar="off|auto|W:H:X:Y"),
+    Option("denoise", ("--denoise",), "Denoise before the network (FFmpeg nlmeans, one frame "
+           "at a time): "
+           "off, light, medium or strong.", parse_denoise, "off",
+           metavar="off|light|medium|strong"),
     Option("codec", ("--codec",), "libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks, "
            "h264_nvenc, hevc_nvenc, av1_nvenc, or auto (hevc_nvenc where an NVIDIA encoder opens, "
            "else libx264); the container follows the output extension.", parse_codec, "libx264",
@@ -372,6 +417,10 @@ class UpscaleConfig:
     batch_size: int | str = "auto"  # frames per model call, or "auto"
     tile: int | None = None  # None: auto, 0: off, N: N-pixel input tiles (parse_tile)
     memory: int | None = None  # CPU: bytes a frame's activations may take; None: half the free RAM
+    deinterlace: str = "auto"  # the source's clean-up before the network (vidsr.media.filters)
+    ivtc: str = "auto"
+    crop: str | tuple[int, int, int, int] | None = None  # None: off; "auto"; (w, h, x, y)
+    denoise: str = "off"
     container: str | None = None  # output extension when none is given (".mkv"); None: the source's
     quiet: bool = False
     resume: bool = True  # continue an interrupted run from its work folder
@@ -419,6 +468,13 @@ class UpscaleConfig:
             raise ConfigError("--device", "not cuda:N with --ray: Ray gives each worker its GPU")
         if self.segment_seconds == 0 and (self.start is not None or self.duration is not None):
             raise ConfigError("--start", "a span needs segmented output (segment_seconds > 0)")
+
+
+def prep_options(config: UpscaleConfig) -> dict[str, Any]:
+    """The clean-up options, as vidsr.media.filters.plan_prep takes them."""
+    denoise = None if config.denoise == "off" else config.denoise
+    return {"deinterlace": config.deinterlace, "ivtc": config.ivtc, "crop": config.crop,
+            "denoise": denoise}  # fmt: skip
 
 
 def build_upscale_config(

@@ -21,6 +21,7 @@ from ..errors import VidsrError
 from .bench import bench
 from .catalog import models, presets, sample
 from .compare import compare
+from .probe import probe
 from .train import evaluate, export, train
 from .upscale import upscale
 from .watch import jobs, watch
@@ -91,7 +92,7 @@ def main() -> None:
 
 # Each command lives in the module of its name and imports nothing back from this one.
 for _command in (upscale, watch, jobs, train, evaluate, export, compare, bench, sample, presets,
-                 models):  # fmt: skip
+                 models, probe):  # fmt: skip
     main.add_command(_command)
 
 

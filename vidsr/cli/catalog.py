@@ -31,7 +31,7 @@ def presets(ctx):
         from ..jobs.presets import builtin_presets
 
         for p in builtin_presets():
-            click.echo(f"{p.name:<10} {p.description}")
+            click.echo(f"{p.name:<12} {p.description}")
 
 
 @presets.command("show")

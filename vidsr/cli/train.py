@@ -159,12 +159,19 @@ def train(recipe, **flags):
     help="Damage the LR before scoring: a mix (web, legacy) or a comma-list of steps (below).",
 )
 @click.option(
+    "--denoise",
+    type=parsed("denoise"),
+    default="off",
+    show_default=True,
+    help="Denoise the (damaged) LR first, as `vidsr upscale --denoise` does.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="Print one JSON line: psnr_y, ssim_y, grid_index, ..., images, degrade.",
 )
-def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
+def evaluate(model, weights, data, device, precision, shave, as_json, degrade, denoise):
     """PSNR and SSIM on the Y channel (BT.601) of a model on a benchmark folder.
 
     With --degrade SPEC the LR (the folder's NAME_LR file, else bicubic from the HR) is damaged
@@ -203,6 +210,12 @@ def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
         click.echo(f"note: {note}", err=True)
     if spec is not None:
         pairs = degrade_pairs(pairs, spec)
+    if denoise != "off":
+        from dataclasses import replace
+
+        from ..media.filters import denoise_picture
+
+        pairs = [replace(p, lr=denoise_picture(p.lr, denoise)) for p in pairs]
     rows = [(pair.name, score) for pair, _, score in score_pairs(engine, pairs, border=shave)]
     mean = mean_score([s for _, s in rows])
     applied = str(spec) if spec is not None else "none"
@@ -215,6 +228,7 @@ def evaluate(model, weights, data, device, precision, shave, as_json, degrade):
             "colour_shift_rgb": [round(c, 3) for c in mean.colour],
             "images": len(rows),
             "degrade": applied,
+            "denoise": denoise,
         }))  # fmt: skip
         return
     shown = Path(weights).name if model == "auto" else model

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import UpscaleConfig
+from ..config import UpscaleConfig, prep_options
 from ..errors import ConfigError, InputError, OutputError
 from ..media.encode import EncodePlan, check_output_path, plan_encode, resolve_codec
+from ..media.filters import plan_prep
 from ..media.images import (
     IMAGE_EXTENSIONS,
     check_image_suffix,
@@ -141,8 +142,12 @@ def check_image_options(src: Path, config: UpscaleConfig) -> None:
     """A single image with an option only a video can take (a folder's videos take them)."""
     if not is_image(src):
         return
-    given = [flag for flag, value in (("--start", config.start), ("--duration", config.duration))
-             if value is not None]  # fmt: skip
+    video_only = (("--start", config.start is not None),
+                  ("--duration", config.duration is not None),
+                  ("--deinterlace", config.deinterlace in ("frame", "field")),
+                  ("--ivtc", config.ivtc == "on"), ("--crop", config.crop is not None),
+                  ("--denoise", config.denoise != "off"))  # fmt: skip
+    given = [flag for flag, used in video_only if used]
     if given:
         verb = "apply" if len(given) > 1 else "applies"
         raise ConfigError(
@@ -268,15 +273,19 @@ class BatchRunner:
         if is_image(src):
             return self._run_image(src, dst, config, progress, warn or self._warn)
         info = info or probe(src)  # a bad input is reported as such before any model is loaded
-        plan = check_target(src, dst, config, info)
+        prep, said = plan_prep(info, **prep_options(config))  # deinterlace, crop, ...: what fits
+        plan = check_target(src, dst, config, prep.output_info(info))
         self._sweep(dst.parent)
         engine = self.engines.get(config, info)
+        for line in said:
+            (warn or self._warn)(line)
         return upscale_file(
             src,
             dst,
             config,
             engine=engine,
             info=info,
+            prep=prep,
             plan=plan,
             cancel=self.cancel,
             progress=progress,

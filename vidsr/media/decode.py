@@ -17,6 +17,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from ..errors import Cancelled, InputError
+from .filters import FilterChain, Prep
 from .probe import VideoInfo
 
 # Accurate rounding and full horizontal chroma interpolation: the default swscale path drifts by
@@ -51,9 +52,15 @@ class FrameReader:
     """
 
     def __init__(
-        self, info: VideoInfo, *, batch_size: int = 1, stop: threading.Event | None = None
+        self,
+        info: VideoInfo,
+        *,
+        batch_size: int = 1,
+        stop: threading.Event | None = None,
+        prep: Prep | None = None,
     ):
         self.info = info
+        self.prep = prep if prep is not None and prep.active else None
         self.batch_size = max(1, batch_size)
         self.stop = stop
         self.format = working_format(info)
@@ -61,6 +68,7 @@ class FrameReader:
         self.corrupt_frames = 0
         self.decoded_frames = 0
         self._packet_times = (0, 0, 0)  # the lowest and highest packet pts, the packet count
+        self._seeked = False  # after a seek, decoding starts at the first keyframe packet
         self._container = None
 
     @property
@@ -109,7 +117,8 @@ class FrameReader:
         return self
 
     def seek(self, pts: int) -> bool:
-        """Start at the keyframe at or before `pts` (inside the with block, before iterating).
+        """Start at the keyframe at or before `pts` (inside the with block, before iterating);
+        with a clean-up chain, `pts` is in its output time base.
 
         False, and no seek, where the container has no timestamps (raw .h264): its frames are
         counted from the start, so reading must start there. A demuxer's index can be off: the
@@ -117,7 +126,15 @@ class FrameReader:
         """
         if self._container.format.flags & _NO_TIMESTAMPS:
             return False
+        if self.prep is not None:
+            if not self.prep.seekable:  # decimate counts its cycles from the first frame
+                return False
+            # `pts` is in the clean-up's output time base (twice as fine with one frame per
+            # field); a frame before it gives the filters their context (bwdif: the previous)
+            out_tb = self.prep.output_info(self.info).time_base
+            pts = int(pts * out_tb / self.info.time_base) - _frame_step(self.info)
         self._container.seek(pts, stream=self._container.streams.video[0], backward=True)
+        self._seeked = True
         return True
 
     def __exit__(self, *exc) -> None:
@@ -143,6 +160,12 @@ class FrameReader:
         for packet in self._container.demux(stream):
             if self.stop is not None and self.stop.is_set():
                 raise Cancelled("stopped")
+            if self._seeked:
+                # Some demuxers (MPEG-TS) land on any packet, not a keyframe: the pictures
+                # decoded from there would be concealment, not the source.
+                if not packet.is_keyframe:
+                    continue
+                self._seeked = False
             if packet.pts is not None and packet.size:
                 heapq.heappush(expected, packet.pts)
                 self._count_packet(packet.pts)
@@ -178,8 +201,8 @@ class FrameReader:
         while held:
             yield heapq.heappop(labels), held.popleft()
 
-    def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
-        """(rgb, pts) in presentation order, one per source timestamp, every picture kept.
+    def _pictures(self) -> Iterator[tuple[av.VideoFrame, int]]:
+        """(picture, pts) in presentation order, one per source timestamp, every picture kept.
 
         Every packet stands for one frame at its pts. When picture p comes out, an expected pts
         below p that no picture took belongs to a packet that failed to decode: it gets the frame
@@ -188,7 +211,7 @@ class FrameReader:
         """
         expected: list[int] = []
         step = _frame_step(self.info)
-        last_rgb: np.ndarray | None = None
+        last_frame: av.VideoFrame | None = None
         last_pts: int | None = None
 
         def holes_before(pts: int | None) -> list[int]:
@@ -202,16 +225,32 @@ class FrameReader:
         for pts, frame in self._sorted(expected):
             if last_pts is not None and pts <= last_pts:
                 pts = _next_free(expected, last_pts, step)
-            rgb = self._to_rgb(frame)
             for hole in holes_before(pts):  # before the first frame, holes show that frame
                 self.repeated_frames += 1
-                yield (last_rgb if last_rgb is not None else rgb), hole
-            last_rgb, last_pts = rgb, pts
-            yield rgb, pts
-        if last_rgb is not None:
+                yield (last_frame if last_frame is not None else frame), hole
+            last_frame, last_pts = frame, pts
+            yield frame, pts
+        if last_frame is not None:
             for hole in holes_before(None):
                 self.repeated_frames += 1
-                yield last_rgb, hole
+                yield last_frame, hole
+
+    def _prepared(self) -> Iterator[tuple[np.ndarray, int]]:
+        """(rgb, pts): the pictures of `_pictures`, through the clean-up chain when there is
+        one (pts then in its output time base), converted to RGB."""
+        if self.prep is None:
+            for frame, pts in self._pictures():
+                yield self._to_rgb(frame), pts
+            return
+        chain = None
+        for frame, pts in self._pictures():
+            if chain is None:
+                chain = FilterChain(self.info, self.prep.filters(), frame.format.name)
+            frame.pts, frame.time_base = pts, self.info.time_base
+            for out in chain.push(frame):
+                yield self._to_rgb(out), out.pts
+        for out in chain.flush() if chain is not None else ():
+            yield self._to_rgb(out), out.pts
 
     def __iter__(self) -> Iterator[FrameBatch]:
         if self._container is None:
@@ -219,7 +258,7 @@ class FrameReader:
         frames: list[np.ndarray] = []
         pts: list[int] = []
         try:
-            for rgb, t in self._frames():
+            for rgb, t in self._prepared():
                 frames.append(rgb)
                 pts.append(t)
                 if len(frames) == self.batch_size:

@@ -473,6 +473,7 @@ class VideoWriter:
         cc.color_trc = info.color_trc
         cc.colorspace = info.matrix
         cc.color_range = 2 if info.full_range else 1
+        cc.field_order = 1  # progressive: frames through a network are, whatever the source was
         stream.options = plan.option_dict()
         if cfg.codec in NVENC:
             stream.pix_fmt = nvenc_pix_fmt(

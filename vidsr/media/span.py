@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from .decode import _NO_TIMESTAMPS, FrameBatch, FrameReader
+from .filters import Prep
 from .probe import VideoInfo
 
 # Side packets are read this far past the span's end before reading stops: demuxers interleave
@@ -107,7 +108,9 @@ def _scan(c: av.container.InputContainer, pts: int, *, landing: bool) -> tuple[b
     return True, (min(later) if later else None)
 
 
-def span_window(info: VideoInfo, start: float | None, duration: float | None) -> Window | None:
+def span_window(
+    info: VideoInfo, start: float | None, duration: float | None, prep: Prep | None = None
+) -> Window | None:
     """The window of `--start/--duration` in the source's pts, or None for the whole video.
 
     Times count from the first frame's pts (`origin`). The window begins at the first frame at
@@ -125,12 +128,46 @@ def span_window(info: VideoInfo, start: float | None, duration: float | None) ->
         end = origin + math.ceil((begin + Fraction(duration).limit_denominator(10**6)) / tb)
         if end > _LAST_PTS:
             end = None  # longer than any file can be: to the end
+    asked = first
     if first is not None and (end is None or first < end):
         found = first_frame_at(info, first) if first <= _LAST_PTS else None
         if found is None:
             raise InputError(f"{info.path}: no frame in the --start/--duration span")
         first = found
-    return Window(tb, first, end, (first - origin) if first is not None else 0, origin)
+    window = Window(tb, first, end, (first - origin) if first is not None else 0, origin)
+    if prep is None or not prep.active:
+        return window
+    out = output_window(window, info, prep)
+    if prep.deinterlace == "field" and asked is not None and info.average_rate:
+        # the second field of the frame before the first one may be at or after the start too
+        field = 2 * first - round(1 / (info.average_rate * tb))  # in the output's time base
+        if field >= 2 * asked:
+            out = Window(out.time_base, field, out.end, field - out.origin, out.origin)
+    return out
+
+
+def output_window(window: Window, info: VideoInfo, prep: Prep) -> Window:
+    """A span's window in the time base of the frames the clean-up gives. One frame per field:
+    every time doubles, exactly. Inverse telecine: decimate times its frames anew, evenly from
+    the first (rounded to its time base), so the span's first frame is the first output frame
+    at or after the source frame that starts it."""
+    out_tb = prep.output_info(info).time_base
+    if not prep.ivtc:
+        k = int(info.time_base / out_tb)  # 1, or 2 for one frame per field
+
+        def scaled(t: int | None) -> int | None:
+            return None if t is None else t * k
+
+        return Window(out_tb, scaled(window.first), scaled(window.end), window.offset * k,
+                      window.origin * k)  # fmt: skip
+
+    def later(t: int | None) -> int | None:
+        return None if t is None else math.ceil(t * info.time_base / out_tb)
+
+    origin = round(window.origin * info.time_base / out_tb)
+    first = max(origin, later(window.first)) if window.first is not None else None
+    offset = first - origin if first is not None else 0
+    return Window(out_tb, first, later(window.end), offset, origin)
 
 
 def frame_pts(info: VideoInfo, window: Window | None = None) -> list[int] | None:
@@ -187,9 +224,16 @@ class SpanReader:
     """
 
     def __init__(
-        self, info: VideoInfo, window: Window, *, batch_size: int = 1, seek_to: int | None = None
+        self,
+        info: VideoInfo,
+        window: Window,
+        *,
+        batch_size: int = 1,
+        seek_to: int | None = None,
+        prep: Prep | None = None,
     ):
         self.info = info
+        self.prep = prep
         self.window = window
         self.batch_size = max(1, batch_size)
         self.seek_to = seek_to if seek_to is not None else window.first
@@ -236,7 +280,8 @@ class SpanReader:
     def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
         seek = self.seek_to
         while True:
-            with FrameReader(self.info, batch_size=self.batch_size, stop=self.stop) as reader:
+            with FrameReader(self.info, batch_size=self.batch_size, stop=self.stop,
+                             prep=self.prep) as reader:  # fmt: skip
                 self._reader = reader
                 seeked = seek is not None and reader.seek(seek)
                 late = yield from self._window(reader, seek if seeked else None)

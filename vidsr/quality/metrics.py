@@ -133,3 +133,23 @@ def colour_shift(sr: np.ndarray, hr: np.ndarray) -> tuple[float, float, float]:
     if d.ndim == 2:
         return (float(d.mean()),) * 3
     return tuple(float(v) for v in d.reshape(-1, 3).mean(0))  # type: ignore[return-value]
+
+
+def comb_index(rgb: np.ndarray, scale: int = 1) -> float:
+    """How interlaced a picture looks: the mean of (Y[r] - Y[r-1]) * (Y[r] - Y[r+1]) where it is
+    positive (a line that differs the same way from the lines above and below it: two fields of
+    different instants woven together) over the mean squared difference of neighbouring lines.
+    A progressive picture scores about 0, every line of a moving edge combed about 1 (0.93 for a
+    bar moving 3 pixels a field). `scale`: the picture is the source upscaled that many times,
+    whose comb teeth are `scale` lines tall: one line in `scale` (from each tooth's middle) is
+    measured."""
+    y = np.asarray(rgb, dtype=np.float64)
+    if y.ndim == 3:
+        y = y[..., :3] @ np.array([0.299, 0.587, 0.114])
+    y = y[scale // 2 :: scale]
+    if y.shape[0] < 3:
+        return 0.0
+    up, mid, down = y[:-2], y[1:-1], y[2:]
+    combed = np.maximum((mid - up) * (mid - down), 0.0).mean()
+    steps = ((y[1:] - y[:-1]) ** 2).mean()
+    return float(combed / steps) if steps > 0 else 0.0

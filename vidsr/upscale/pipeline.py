@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import UpscaleConfig
+from ..config import UpscaleConfig, prep_options
 from ..errors import Cancelled, InputError
 from ..media.decode import FrameReader, working_format
 from ..media.encode import EncodePlan, VideoWriter, plan_encode
+from ..media.filters import Prep, plan_prep
 from ..media.probe import VideoInfo, probe
 from ..media.segments import Segment, SegmentEncoder, SegmentMuxer
 from ..media.span import (
@@ -125,11 +126,21 @@ class FileRun:
     dst: Path
     config: UpscaleConfig
     engine: Engine
-    info: VideoInfo
+    info: VideoInfo  # the source
+    prep: Prep  # its clean-up before the network (deinterlace, crop, ...), decided once
+    out: VideoInfo  # the frames the clean-up gives (size, rate, time base): the output's
     plan: EncodePlan  # how the output is encoded, checked once
     batch_size: int
     cancel: threading.Event | None
     note: Callable[[str], None]  # a warning for the user and the result
+
+    def reader(self, window: Window | None = None, seek_to: int | None = None):
+        """The frames of `window` (the output's time base; None: all), read from a seek to
+        `seek_to` where the clean-up allows one."""
+        if window is None:
+            return FrameReader(self.info, batch_size=self.batch_size, prep=self.prep)
+        return SpanReader(self.info, window, batch_size=self.batch_size, seek_to=seek_to,
+                          prep=self.prep)  # fmt: skip
 
 
 def upscale_file(
@@ -139,6 +150,7 @@ def upscale_file(
     *,
     engine: Engine,
     info: VideoInfo | None = None,
+    prep: Prep | None = None,
     plan: EncodePlan | None = None,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
@@ -156,14 +168,19 @@ def upscale_file(
     """
     src, dst = Path(src), Path(dst)
     info = info or probe(src)
-    size = engine.output_size(info.height, info.width)
-    plan = plan or plan_encode(config.encode, info, size, dst.suffix)
     result = UpscaleResult(src, dst)
     engine.warn = note = _noter(result.warnings, warn)
-    batch_size = resolve_batch_size(engine, config.batch_size, info)
+    if prep is None:
+        prep, said = plan_prep(info, **prep_options(config))
+        for line in said:
+            note(line)
+    out = prep.output_info(info)
+    size = engine.output_size(out.height, out.width)
+    plan = plan or plan_encode(config.encode, out, size, dst.suffix)
+    batch_size = resolve_batch_size(engine, config.batch_size, out)
     if inform is not None:
-        inform(describe_run(src, dst, config, engine, info, batch_size, plan))
-    run = FileRun(src, dst, config, engine, info, plan, batch_size, cancel, note)
+        inform(describe_run(src, dst, config, engine, out, batch_size, plan, prep))
+    run = FileRun(src, dst, config, engine, info, prep, out, plan, batch_size, cancel, note)
     t0 = time.perf_counter()
     if config.segment_seconds:
         reader, written = _segmented(run, result, progress, inform)
@@ -198,8 +215,10 @@ def describe_run(
     info: VideoInfo,
     batch: int,
     plan: EncodePlan,
+    prep: Prep | None = None,
 ) -> str:
-    """What was chosen for this file, in one line (also in logs: what produced this output)."""
+    """What was chosen for this file, in one line (also in logs: what produced this output).
+    `info`: the frames the network sees (after the clean-up `prep` did, which is said too)."""
     height, width = plan.size
     options = plan.option_dict()
     shown = [f"{k} {options[k]}" for k in ("crf", "preset", "cpu-used", "profile") if k in options]
@@ -210,6 +229,7 @@ def describe_run(
         f"{src.name} -> {dst.name}: model {model_label(config, engine)}, device {engine.device}, "
         f"precision {engine.precision}, batch {batch}{', ' + tiles if tiles else ''}, "
         f"scale {scale:g}x ({width}x{height}), encoder {plan.codec} ({', '.join(shown)})"
+        + (f"; {prep.said}" if prep is not None and prep.said else "")
     )
 
 
@@ -228,10 +248,10 @@ def _one_pass(
     run: FileRun, result: UpscaleResult, progress: Progress | None
 ) -> tuple[FrameReader, int]:
     """The output in one VideoWriter: no work folder, nothing to resume."""
-    reader = FrameReader(run.info, batch_size=run.batch_size)
-    with VideoWriter(run.info, run.dst, run.plan, overwrite=run.config.overwrite,
+    reader = run.reader()
+    with VideoWriter(run.out, run.dst, run.plan, overwrite=run.config.overwrite,
                      warn=run.note) as writer:  # fmt: skip
-        run_stages(run, reader, writer, progress, expected_frames(run.info, None))
+        run_stages(run, reader, writer, progress, expected_frames(run.out, None))
         if writer.stats.frames == 0:
             raise InputError(f"{run.src}: no frame could be decoded")
     result.frames = writer.stats.frames
@@ -247,10 +267,10 @@ def _segmented(
     """Segments in the work folder, from the first frame no segment holds yet (an earlier run of
     this job may have left some), then the target joined from them; the work folder goes once
     the target is in place."""
-    config, info = run.config, run.info
-    window = span_window(info, config.start, config.duration)
-    per_segment = segment_frames(info, config.segment_seconds)
-    identity = job_identity(run.src, config, info, run.engine, per_segment, run.plan)
+    config, info = run.config, run.out
+    window = span_window(run.info, config.start, config.duration, run.prep)
+    per_segment = segment_frames(info, config.segment_seconds, run.prep)
+    identity = job_identity(run.src, config, info, run.engine, per_segment, run.plan, run.prep)
     reader, written = None, 0
     with WorkFolder.open(run.dst, identity, resume=config.resume, note=run.note) as work:
         result.resumed_frames = done = work.frames_done
@@ -287,13 +307,10 @@ def _segmented(
 def _reader_after(run: FileRun, window: Window | None, last_pts: int | None):
     """The reader of the frames after `last_pts` (None: from the start) within `window` (the
     span; None: the whole video), and the part of it that it reads."""
-    info = run.info
     if last_pts is not None:
-        window = (window or Window(info.time_base)).after(last_pts)
-        return SpanReader(info, window, batch_size=run.batch_size, seek_to=last_pts), window
-    if window is not None:
-        return SpanReader(info, window, batch_size=run.batch_size), window
-    return FrameReader(info, batch_size=run.batch_size), None
+        window = (window or Window(run.out.time_base)).after(last_pts)
+        return run.reader(window, seek_to=last_pts), window
+    return run.reader(window), window
 
 
 def _after(progress: Progress | None, done: int) -> Progress | None:
@@ -341,6 +358,9 @@ def plan_segments(
     without timestamps (it cannot be read from a point), or a single segment's worth."""
     if not config.segment_seconds:
         return None
+    prep, _ = plan_prep(info, **prep_options(config))
+    if prep.active:  # the clean-up retimes or reads with context: the file is one task
+        return None
     span = span_window(info, config.start, config.duration)
     per_segment = segment_frames(info, config.segment_seconds)
     pts = frame_pts(info, span)
@@ -351,7 +371,7 @@ def plan_segments(
     batch = resolve_batch_size(engine, config.batch_size, info)
     return SegmentPlan(
         info=info,
-        identity=job_identity(Path(src), config, info, engine, per_segment, plan),
+        identity=job_identity(Path(src), config, info, engine, per_segment, plan, prep),
         per_segment=per_segment,
         windows=tuple(segment_windows(span, pts, per_segment, info.time_base)),
         frames=len(pts),
@@ -380,8 +400,9 @@ def encode_segment(
     size = engine.output_size(info.height, info.width)
     # the job's start task checked the encoder at this size already
     plan = plan_encode(config.encode, info, size, Path(dst).suffix, check_size=False)
-    run = FileRun(Path(src), Path(dst), config, engine, info, plan, batch_size, cancel, note)
-    reader = SpanReader(info, window, batch_size=batch_size)
+    run = FileRun(Path(src), Path(dst), config, engine, info, Prep(), info, plan, batch_size,
+                  cancel, note)  # fmt: skip
+    reader = run.reader(window)
     done: list[Segment] = []
     # one segment, however many frames the window holds: the next index is another task's
     with SegmentEncoder(info, work_path(run.dst), plan, frames_per_segment=sys.maxsize,
@@ -393,9 +414,13 @@ def encode_segment(
     return result
 
 
-def segment_frames(info: VideoInfo, seconds: float) -> int:
-    """Frames per segment: about `seconds` of video, as a keyframe interval is."""
-    return max(1, round(seconds * float(info.average_rate or 25)))
+def segment_frames(info: VideoInfo, seconds: float, prep: Prep | None = None) -> int:
+    """Frames per segment: about `seconds` of video, as a keyframe interval is. A seam never
+    splits the two fields of one source frame (one frame per field: an even count) nor a
+    telecine cycle (inverse telecine: a multiple of its 4 film frames)."""
+    frames = max(1, round(seconds * float(info.average_rate or 25)))
+    unit = 4 if prep is not None and prep.ivtc else 2 if prep and prep.deinterlace == "field" else 1
+    return -(-frames // unit) * unit
 
 
 def run_stages(
@@ -411,7 +436,7 @@ def run_stages(
 
     `progress(done, total)` follows the frames written; `total` is an estimate (0: unknown),
     and once reading ends the true count is reported as the total too."""
-    engine, info, cancel = run.engine, run.info, run.cancel
+    engine, info, cancel = run.engine, run.out, run.cancel
     stages = _Stages(cancel)
     reader.stop = stages.stop
     batch_size = reader.batch_size

@@ -32,6 +32,7 @@ from ..media.segments import Segment, count_frames
 if TYPE_CHECKING:
     from ..config import UpscaleConfig
     from ..media.encode import EncodePlan
+    from ..media.filters import Prep
     from ..media.probe import VideoInfo
     from .engine import Engine
 
@@ -57,6 +58,7 @@ CHANGES = {
     "scale": "the scale changed",
     "encoder": "the encoder settings changed",
     "span": "--start/--duration changed",
+    "prep": "the clean-up (deinterlace, inverse telecine, crop, denoise) changed",
     "segment_frames": "the segment length changed",
     "ffmpeg": "the FFmpeg libraries changed",
 }
@@ -86,6 +88,7 @@ def job_identity(
     engine: Engine,
     per_segment: int,
     plan: EncodePlan,
+    prep: Prep | None = None,
 ) -> dict[str, str]:
     """What the output depends on: a rerun resumes only where all of it is the same."""
     from ..models.weights import SHIPPED, sha256_of
@@ -107,6 +110,7 @@ def job_identity(
         "scale": f"{engine.scale} {size[1]}x{size[0]}",  # the model's, and the output size
         "encoder": json.dumps(encoder, sort_keys=True),
         "span": json.dumps([config.start, config.duration]),
+        "prep": json.dumps(prep.filters() if prep is not None else []),
         "segment_frames": str(per_segment),
         "ffmpeg": f"{av.__version__} {getattr(av, 'ffmpeg_version_info', '')}",
     }

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .models.records import BUILTIN_MODELS
+from .models.records import ALL_MODELS, BUILTIN_MODELS, COMMUNITY
 
 AUTO = "auto"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -50,18 +50,20 @@ def names(items: tuple[str, ...] | list[str], last: str = "or") -> str:
 
 
 def parse_model(v: Any) -> str | None:
-    """A registry name, "auto" (the architecture of --weights), or a model file's path."""
-    from .models import MODELS
-
+    """A built-in name, a community model's id (downloaded on first use), "auto" (the
+    architecture of --weights), or a model file's path."""
     if v is None:
         return None
     if isinstance(v, Path):
         return str(v)
-    if isinstance(v, str) and (v in MODELS or v == AUTO):
+    if isinstance(v, str) and (v in ALL_MODELS or v == AUTO):
         return v
     if isinstance(v, str) and (v.lower().endswith(WEIGHT_SUFFIXES) or Path(v).is_file()):
         return v
-    raise ValueError(f"unknown model {v!r}; choose from {', '.join(MODELS)}, or give a model file")
+    raise ValueError(
+        f"unknown model {v!r}; choose from {', '.join(BUILTIN_MODELS)}, a community model "
+        "(`vidsr models` lists them), or give a model file"
+    )
 
 
 def parse_outscale(v: Any) -> float | None:
@@ -444,7 +446,10 @@ class UpscaleConfig:
         from .models import MODELS
 
         model = self.model
-        if model is not None and model not in MODELS and model != AUTO:  # a model file
+        if model in COMMUNITY:  # a file by name: the weights are the registry's
+            if self.weights is not None:
+                raise ConfigError("--weights", f"{model} is a model file of its own (no --weights)")
+        elif model is not None and model not in MODELS and model != AUTO:  # a model file
             if self.weights is not None and Path(model) != self.weights:
                 raise ConfigError("--model", "a model file and a different --weights file")
             object.__setattr__(self, "weights", Path(model))
@@ -453,7 +458,7 @@ class UpscaleConfig:
             model = AUTO if self.weights is not None else DEFAULT_MODEL
         if model == AUTO and self.weights is None:
             raise ConfigError("--model", "auto needs --weights FILE (or --model FILE)")
-        if self.weights is not None and model != AUTO and not MODELS[model].trainable:
+        if self.weights is not None and model in MODELS and not MODELS[model].trainable:
             raise ConfigError("--weights", f"the {model} model takes no weights")
         object.__setattr__(self, "model", model)
         if self.queue_frames < 1:

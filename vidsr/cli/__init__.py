@@ -9,6 +9,7 @@ and vidsr.cli.options puts them on each command that takes them.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -86,8 +87,12 @@ def _one_line(e: click.ClickException) -> str:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="vidsr")
-def main() -> None:
+@click.option("--offline", is_flag=True, help="Never touch the network (VIDSR_OFFLINE=1): a "
+              "community model not downloaded yet is one line on where to put it.")  # fmt: skip
+def main(offline: bool) -> None:
     """vidsr: 4x video super-resolution (SRResNet / SRGAN) keeping audio, timestamps, colour."""
+    if offline:
+        os.environ["VIDSR_OFFLINE"] = "1"
 
 
 # Each command lives in the module of its name and imports nothing back from this one.

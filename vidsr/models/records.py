@@ -119,8 +119,120 @@ RECORDS: dict[str, ModelRecord] = {
 BUILTIN_MODELS = tuple(RECORDS)
 TRAINED_MODELS = tuple(name for name, r in RECORDS.items() if r.trainable)
 
+
+@dataclass(frozen=True)
+class CommunityRecord:
+    """A model file from the community, by name: downloaded on first use (vidsr.models.download)
+    and checked against its sha256 before it is used. Facts from the model's own release and
+    OpenModelDB's JSON (`source`); the description is ours: what footage it is for."""
+
+    id: str  # what --model takes
+    name: str
+    author: str
+    license: str  # SPDX
+    architecture: str  # spandrel's name for it
+    scale: int
+    description: str
+    file: str  # its name in the cache
+    size: int  # bytes
+    sha256: str
+    urls: tuple[str, ...]
+    speed: str  # light (a few convolutions per pixel), medium, heavy (RRDB): on a CPU, for video
+    source: str = ""  # where the facts were read (OpenModelDB's data/models/*.json)
+
+    @property
+    def commercial(self) -> bool:
+        """False where the licence forbids commercial use (CC-BY-NC and the like)."""
+        return "-NC" not in self.license.upper()
+
+
+# Chosen for video: light architectures first, permissive licences, files on GitHub releases.
+_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+COMMUNITY: dict[str, CommunityRecord] = {
+    r.id: r
+    for r in (
+        CommunityRecord(
+            "realesr-animevideov3", "RealESR AnimeVideo v3", "xinntao", "BSD-3-Clause",
+            "RealESRGAN Compact", 4,
+            "anime and cartoons (flat colours, clean lines); made for video, the lightest here",
+            "realesr-animevideov3.pth", 2504012,
+            "b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d",
+            (f"{_RELEASES}/v0.2.5.0/realesr-animevideov3.pth",), "light",
+            "data/models/4x-realesr-animevideo-v3.json",
+        ),
+        CommunityRecord(
+            "realesr-general-x4v3", "RealESR General x4 v3", "xinntao", "BSD-3-Clause",
+            "RealESRGAN Compact", 4,
+            "real footage and photos: cleans compression and noise, then sharpens; small and fast",
+            "realesr-general-x4v3.pth", 4885111,
+            "8dc7edb9ac80ccdc30c3a5dca6616509367f05fbc184ad95b731f05bece96292",
+            (f"{_RELEASES}/v0.2.5.0/realesr-general-x4v3.pth",), "medium",
+            "data/models/4x-realesr-general-x4v3.json",
+        ),
+        CommunityRecord(
+            "realesr-general-wdn-x4v3", "RealESR General WDN x4 v3", "xinntao", "BSD-3-Clause",
+            "RealESRGAN Compact", 4,
+            "the same network trained to denoise harder: grainy or noisy footage, less fine "
+            "texture", "realesr-general-wdn-x4v3.pth", 4885111,
+            "1641f8c4464b9f097c9fdda5589273713f67cf59f3d909e0bd688f0cee269dca",
+            (f"{_RELEASES}/v0.2.5.0/realesr-general-wdn-x4v3.pth",), "medium",
+            "data/models/4x-realesr-general-wdn-x4v3.json",
+        ),
+        CommunityRecord(
+            "realesrgan-x4plus", "RealESRGAN x4plus", "xinntao", "BSD-3-Clause", "ESRGAN", 4,
+            "the classic Real-ESRGAN for real-world photos and footage: strong restoration, "
+            "invented texture; 23 RRDB blocks: a GPU's job for video", "RealESRGAN_x4plus.pth",
+            67040989, "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
+            (f"{_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth",), "heavy",
+            "data/models/4x-realesrgan-x4plus.json",
+        ),
+        CommunityRecord(
+            "realesrgan-x2plus", "RealESRGAN x2plus", "xinntao", "BSD-3-Clause", "ESRGAN", 2,
+            "Real-ESRGAN at 2x, for sources where 4x is more than wanted (720p to 1440p)",
+            "RealESRGAN_x2plus.pth", 67061725,
+            "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
+            (f"{_RELEASES}/v0.2.1/RealESRGAN_x2plus.pth",), "heavy",
+            "data/models/2x-realesrgan-x2plus.json",
+        ),
+        CommunityRecord(
+            "realesrgan-x4plus-anime-6b", "RealESRGAN x4plus Anime 6B", "xinntao",
+            "BSD-3-Clause", "ESRGAN", 4,
+            "Real-ESRGAN with 6 blocks for anime artwork and stills; smaller than x4plus",
+            "RealESRGAN_x4plus_anime_6B.pth", 17938799,
+            "f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da",
+            (f"{_RELEASES}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",), "heavy",
+            "data/models/4x-realesrgan-x4plus-anime-6b.json",
+        ),
+        CommunityRecord(
+            "modernspanimation-v1-x2", "ModernSpanimation V1", "TNTwise", "MIT", "SPAN", 2,
+            "modern 2D animation at 2x (a SPAN network: fast, keeps line art clean)",
+            "2x_ModernSpanimationV1.pth", 15830922,
+            "bc6ca08ab1eeb9884a5c43c025eda97a5aa9ccfaa567734f426aedf55cf78327",
+            ("https://github.com/TNTwise/Models/releases/download/2x_ModernSpanimationV1/"
+             "2x_ModernSpanimationV1.pth",), "light",
+            "data/models/2x-ModernSpanimationV1.json",
+        ),
+        CommunityRecord(
+            "nomoswebphoto-realplksr-x4", "4xNomosWebPhoto RealPLKSR", "Philip Hofmann (helaman)",
+            "CC-BY-4.0", "PLKSR", 4,
+            "web photos and frames with JPEG/WebP damage, lens blur and noise (RealPLKSR)",
+            "4xNomosWebPhoto_RealPLKSR.pth", 29683482,
+            "a9db66c9b674c6a5025b6ef3bee71a57c33b8605d8a2de0980470f89002efbbe",
+            ("https://github.com/Phhofm/models/releases/download/4xNomosWebPhoto_RealPLKSR/"
+             "4xNomosWebPhoto_RealPLKSR.pth",), "medium",
+            "data/models/4x-NomosWebPhoto-RealPLKSR.json",
+        ),
+    )
+}  # fmt: skip
+
+# The one table `vidsr models` lists: the built-in models, then the community ones.
+ALL_MODELS: dict[str, ModelRecord | CommunityRecord] = {**RECORDS, **COMMUNITY}
+
 __all__ = [
+    "ALL_MODELS",
     "BUILTIN_MODELS",
+    "COMMUNITY",
+    "CommunityRecord",
     "RECORDS",
     "TRAINED_MODELS",
     "WEIGHTS_DIR",

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from . import MODELS, build_model
-from .records import RECORDS, ModelRecord
+from .records import COMMUNITY, RECORDS, ModelRecord
 
 # What vidsr.train.checkpoint writes: a dict of state_dicts + config + step + this format tag.
 CHECKPOINT_FORMAT = "vidsr-checkpoint"
@@ -334,7 +334,12 @@ def vidsr_model_of(loaded: LoadedWeights) -> str | None:
 def load_network(model: str, weights: str | Path | None) -> tuple[nn.Module, tuple[float, float]]:
     """The network for `--model NAME [--weights FILE]`, or for `--model auto` with a file of
     any kind: vidsr's own (shipped, export, state_dict, training checkpoint) or a community
-    model file, built by spandrel (vidsr.models.community). Returns (eval network, value range)."""
+    model file, built by spandrel (vidsr.models.community); a community model by its id is
+    fetched (downloaded once, verified) first. Returns (eval network, value range)."""
+    if model in COMMUNITY:
+        from .download import fetch
+
+        weights, model = fetch(COMMUNITY[model]), "auto"
     if model != "auto":
         net, record = load_generator(model, weights)
         return net, record.value_range if record is not None else (0.0, 1.0)
@@ -356,6 +361,8 @@ def scale_of(model: str, weights: str | Path | None = None) -> int:
     file's architecture (read, not run; once per file version)."""
     if model in MODELS:
         return MODELS[model].scale
+    if model in COMMUNITY:
+        return COMMUNITY[model].scale
     if weights is None or not Path(weights).is_file():
         return 4  # nothing to read yet: the load will say what is wrong
     return _file_scale(str(weights), Path(weights).stat().st_mtime_ns)

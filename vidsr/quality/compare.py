@@ -54,15 +54,17 @@ def default_contenders() -> list[Contender]:
 
 
 def parse_models(text: str) -> list[Contender]:
-    """`bicubic,fast,run/last.pt,srgan=other.pt`: names, weights files and NAME=FILE entries."""
+    """`bicubic,fast,run/last.pt,srgan=other.pt`: names (built-in or community), weights files
+    and NAME=FILE entries."""
     from ..models import MODELS
+    from ..models.records import COMMUNITY
 
     entries = [e.strip() for e in text.split(",") if e.strip()]
     if not entries:
         raise ConfigError("--models", "name at least one model")
     contenders = []
     for entry in entries:
-        if entry in MODELS:
+        if entry in MODELS or entry in COMMUNITY:  # a community model is fetched when built
             contenders.append(Contender(entry, entry))
             continue
         name, sep, file = entry.partition("=")

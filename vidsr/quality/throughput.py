@@ -28,6 +28,7 @@ from ..media.encode import VideoWriter
 from ..media.probe import probe
 from ..media.sample import sample_frame, write_sample
 from ..models import build_model
+from ..models.records import COMMUNITY
 from ..upscale.engine import Engine
 from ..upscale.pipeline import resolve_batch_size, upscale_file
 from ..upscale.slots import SlotRing
@@ -174,10 +175,10 @@ def run_bench(
 
 
 def _network(model: str, weights: Path | None):
-    if weights is not None:
+    if weights is not None or model in COMMUNITY:  # a file's own weights (fetched by name)
         from ..models.weights import load_network
 
-        return load_network(model, Path(weights))[0]
+        return load_network(model, weights)[0]
     return build_model(model)
 
 

@@ -31,6 +31,7 @@ from ..media.span import (
     segment_windows,
     span_window,
 )
+from ..models.records import COMMUNITY
 from .engine import Engine, resolve_device
 from .resume import WorkFolder, job_identity, work_path
 from .slots import SlotRing
@@ -237,9 +238,11 @@ def model_label(config: UpscaleConfig, engine: Engine) -> str:
     """The model as the first line names it: a registry name, with the weights file when one
     is given, or a model file with its architecture (`realesr-animevideov3.pth (RealESRGAN
     Compact x4)`)."""
+    info = getattr(engine.model, "info", None)  # vidsr.models.community.CommunityModel
+    if config.model in COMMUNITY:
+        return f"{config.model} ({info.architecture} x{engine.scale})"
     if config.model != "auto":
         return f"{config.model} ({config.weights.name})" if config.weights else config.model
-    info = getattr(engine.model, "info", None)  # vidsr.models.community.CommunityModel
     architecture = info.architecture if info is not None else engine.model.registry_name
     return f"{config.weights.name} ({architecture} x{engine.scale})"
 

@@ -91,10 +91,13 @@ def job_identity(
     prep: Prep | None = None,
 ) -> dict[str, str]:
     """What the output depends on: a rerun resumes only where all of it is the same."""
+    from ..models.records import COMMUNITY
     from ..models.weights import SHIPPED, sha256_of
 
     if config.weights is not None:
         weights = sha256_of(config.weights)
+    elif config.model in COMMUNITY:
+        weights = COMMUNITY[config.model].sha256
     else:
         weights = SHIPPED[config.model].sha256 if config.model in SHIPPED else "none"
     encoder = {"codec": plan.codec, "pix_fmt": plan.pix_fmt, "options": plan.option_dict()}

@@ -304,6 +304,6 @@ def export(checkpoint, model, out, force, as_onnx, fp16):
     )
     click.echo(f"sha256 {done.sha256}")
     click.echo(
-        f'record for vidsr/weights.py: WeightsRecord("{model}", "{done.path.name}", '
-        f'"{done.sha256}")'
+        f"to ship it: {done.path.name} in vidsr/weights/, and its sha256 and scores in the "
+        f"{model!r} ModelRecord of vidsr/models/records.py (the README's model table follows)"
     )

@@ -209,7 +209,8 @@ def test_every_option_parses_its_own_output():
     samples = {"tile": ["off", "auto", "48"], "memory": ["auto", "2G"], "crf": ["auto", "20"],
                "batch_size": ["auto", "2"], "outscale": ["auto", "2"], "start": ["1:02.5"],
                "container": ["mkv", "source"], "ray": ["auto"], "pix_fmt": ["yuv420p10le"],
-               "crop": ["auto", "64:48:0:8"], "deinterlace": ["field"]}  # fmt: skip
+               "crop": ["auto", "64:48:0:8"], "deinterlace": ["field"],
+               "temporal": ["off", "auto", "0.5"]}  # fmt: skip
     for opt in OPTIONS:
         for given in [opt.default, *samples.get(opt.name, [])]:
             once = opt.parse(given)

@@ -116,7 +116,7 @@ def test_the_same_config_error_type_from_every_front_end():
 
 
 def test_sub_clis_import_on_their_own():
-    for module in ("vidsr.cli.train", "vidsr.cli.watch", "vidsr.cli"):
+    for module in ("vidsr.cli.train", "vidsr.cli.evaluate", "vidsr.cli.watch", "vidsr.cli"):
         r = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
         assert r.returncode == 0, r.stderr

@@ -97,7 +97,7 @@ def test_the_tree_shows_the_rooms():
 
 def test_the_cli_imports_alone_and_the_documented_imports_work():
     code = (
-        "import vidsr.cli, vidsr.cli.train, vidsr.cli.watch\n"
+        "import vidsr.cli, vidsr.cli.train, vidsr.cli.evaluate, vidsr.cli.watch\n"
         "from vidsr import upscale_video\n"
         "from vidsr.config import OPTIONS, UpscaleConfig\n"
         "from vidsr.errors import VidsrError, InputError, OutputError, WeightsError, Cancelled\n"

@@ -156,6 +156,30 @@ parse_ivtc = _choice_of("ivtc", ("auto", "off", "on"))
 parse_denoise = _choice_of("denoise", ("off", "light", "medium", "strong"))
 
 
+AUTO_TEMPORAL = 0.9  # --temporal auto: the stabiliser's strength (README, Steady video, says why)
+
+
+def parse_temporal(v: Any) -> float:
+    """--temporal: off (0), auto (AUTO_TEMPORAL) or a strength from 0 to 0.95 (vidsr.upscale.
+    temporal: how much of a frame's detail may come from the frames before it)."""
+    if v is None or v == "off" or v is False:
+        return 0.0
+    if v == AUTO:
+        return AUTO_TEMPORAL
+    try:
+        s = float(v)
+    except (TypeError, ValueError):
+        s = float("nan")
+    if isinstance(v, bool) or not 0.0 <= s <= 0.95:  # also nan; 1 would keep one frame's detail
+        raise ValueError(f"expected off, auto or a strength from 0 to 0.95, got {v!r}")
+    return s
+
+
+def temporal_name(strength: float) -> str:
+    """The --temporal value that parses back to `strength`."""
+    return "off" if strength == 0 else AUTO if strength == AUTO_TEMPORAL else f"{strength:g}"
+
+
 def parse_crop(v: Any) -> str | tuple[int, int, int, int] | None:
     """--crop: off (None), auto (black bars found by cropdetect) or W:H:X:Y in source pixels."""
     if v is None or v == "off":
@@ -335,6 +359,10 @@ OPTIONS: tuple[Option, ...] = (
            "at a time): "
            "off, light, medium or strong.", parse_denoise, "off",
            metavar="off|light|medium|strong"),
+    Option("temporal", ("--temporal",), "Steady video: the model's added detail follows the "
+           "motion from frame to frame instead of being made anew, so still and tracked areas "
+           "stop shimmering; off, auto (strength 0.9) or a strength from 0 to 0.95.",
+           parse_temporal, AUTO, metavar="off|auto|S"),
     Option("codec", ("--codec",), "libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks, "
            "h264_nvenc, hevc_nvenc, av1_nvenc, or auto (hevc_nvenc where an NVIDIA encoder opens, "
            "else libx264); the container follows the output extension.", parse_codec, "libx264",
@@ -423,6 +451,7 @@ class UpscaleConfig:
     ivtc: str = "auto"
     crop: str | tuple[int, int, int, int] | None = None  # None: off; "auto"; (w, h, x, y)
     denoise: str = "off"
+    temporal: float = AUTO_TEMPORAL  # the stabiliser's strength (vidsr.upscale.temporal); 0: off
     container: str | None = None  # output extension when none is given (".mkv"); None: the source's
     quiet: bool = False
     resume: bool = True  # continue an interrupted run from its work folder

@@ -22,8 +22,9 @@ from ..errors import VidsrError
 from .bench import bench
 from .catalog import models, presets, sample
 from .compare import compare
+from .evaluate import evaluate
 from .probe import probe
-from .train import evaluate, export, train
+from .train import export, train
 from .upscale import upscale
 from .watch import jobs, watch
 

@@ -10,7 +10,8 @@ import click
 from .options import options_from, upscale_options
 
 # What shapes the measurement; encoder, span and output options do not apply to a generated clip.
-BENCH_OPTIONS = ("model", "weights", "device", "precision", "batch_size", "tile", "memory")
+BENCH_OPTIONS = ("model", "weights", "device", "precision", "batch_size", "tile", "memory",
+                 "temporal")  # fmt: skip
 
 
 @click.command(context_settings={"show_default": True})
@@ -28,7 +29,7 @@ def bench(ctx, size, frames, repeat, threads, as_json, **params):
     import json
     from dataclasses import asdict
 
-    from ..config import build_upscale_config
+    from ..config import build_upscale_config, temporal_name
     from ..quality.throughput import run_bench
 
     config = build_upscale_config(options_from(ctx, params))
@@ -40,11 +41,15 @@ def bench(ctx, size, frames, repeat, threads, as_json, **params):
             f"{config.model} (random weights: speed does not depend on them)")  # fmt: skip
     click.echo(
         f"vidsr bench: {what}, {result.size} -> x{result.scale}, {result.device}, "
-        f"{result.precision}, batch {result.batch_size}"
+        f"{result.precision}, batch {result.batch_size}, temporal {temporal_name(config.temporal)}"
     )
     for name in ("model", "decode", "encode", "pipeline", "segmented"):
         click.echo(f"  {name + ' fps':<14}{getattr(result, name + '_fps'):>9.2f}")
     ratio = result.pipeline_fps / result.model_fps if result.model_fps else 0.0
     click.echo(f"  pipeline / model: {ratio:.2f}")
+    if config.temporal:
+        click.echo(f"  {'pipeline fps, --temporal off':<30}{result.steady_off_fps:>9.2f}")
+        cost = result.pipeline_fps / result.steady_off_fps if result.steady_off_fps else 0.0
+        click.echo(f"  pipeline with / without --temporal: {cost:.2f}")
     seg = result.segmented_fps / result.pipeline_fps if result.pipeline_fps else 0.0
     click.echo(f"  segmented / pipeline: {seg:.2f} (resumable segments: 2 in the clip)")

@@ -5,15 +5,13 @@ Imports of torch and the training modules happen inside the commands so `vidsr -
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from ..config import names
-from ..models.records import BUILTIN_MODELS, TRAINED_MODELS
+from ..models.records import TRAINED_MODELS
 from ..train.recipe import recipe_names
-from .options import parsed
 
 _dir = click.Path(path_type=Path, exists=True, file_okay=False)
 _file = click.Path(path_type=Path, dir_okay=False)
@@ -123,134 +121,6 @@ def train(recipe, **flags):
     else:
         config = build_config(recipe or DEFAULT_RECIPE, **flags)
     run_train(config, console=console)
-
-
-@click.command(name="eval")
-@click.option(
-    "--model",
-    default=None,
-    help=f"{names(BUILTIN_MODELS)}.  [default: srresnet; with --weights: the file's]",
-)
-@click.option(
-    "--weights",
-    type=_file,
-    help="A `vidsr train` checkpoint or export, or a community model file (any architecture).",
-)
-@click.option(
-    "--data",
-    type=_dir,
-    required=True,
-    help="Folder of NAME_HR.png (+ NAME_LR.png) images, e.g. Set5.",
-)
-@click.option(
-    "--device", type=parsed("device"), default="auto", show_default=True, help="auto, cpu or cuda."
-)
-@click.option(
-    "--precision",
-    type=parsed("precision"),
-    default="fp32",
-    show_default=True,
-    help="fp32 (exact numbers), bf16 or fp16.",
-)
-@click.option("--shave", default=4, show_default=True, help="Border pixels left out of the scores.")
-@click.option(
-    "--degrade",
-    metavar="SPEC",
-    help="Damage the LR before scoring: a mix (web, legacy) or a comma-list of steps (below).",
-)
-@click.option(
-    "--denoise",
-    type=parsed("denoise"),
-    default="off",
-    show_default=True,
-    help="Denoise the (damaged) LR first, as `vidsr upscale --denoise` does.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print one JSON line: psnr_y, ssim_y, grid_index, ..., images, degrade.",
-)
-def evaluate(model, weights, data, device, precision, shave, as_json, degrade, denoise):
-    """PSNR and SSIM on the Y channel (BT.601) of a model on a benchmark folder.
-
-    With --degrade SPEC the LR (the folder's NAME_LR file, else bicubic from the HR) is damaged
-    first, with a generator seeded by each image's name, so a run gives the same numbers every
-    time. SPEC is a comma-list of steps applied in order:
-
-    \b
-      x264:crf=N  x265:crf=N        H.264 / HEVC at a constant rate factor
-      mpeg4:q=N   msmpeg4v2:q=N     MPEG-4 Part 2 / MS-MPEG4v2 at a fixed quantiser (qscale)
-      mpeg2:q=N                     MPEG-2 (mpeg2video) at a fixed quantiser
-      jpeg:q=N                      JPEG quality N
-      noise:SIGMA                   Gaussian noise, SIGMA grey levels
-      blur:SIGMA                    Gaussian blur, SIGMA LR pixels
-
-    A codec step codes a 3-frame, 1-pixel pan that ends on the image, so the image is decoded as
-    an inter-coded frame, as in real video; add :intra to code it alone. Any value may be a
-    range A-B, drawn per image from its seed. Named mixes:
-
-    \b
-      web     x264:crf=30 (with the pan): streamed and uploaded video
-      legacy  noise:2,mpeg4:q=6-8 (with the pan): camcorder and early web MPEG-4
-    """
-    from ..models.weights import load_network
-    from ..quality.scoring import degrade_pairs, load_benchmark, mean_score, score_pairs
-    from ..train.degrade import parse_spec
-    from ..upscale.engine import Engine
-
-    spec = parse_spec(degrade) if degrade is not None else None  # before the slow part
-    model = model or ("auto" if weights is not None else "srresnet")
-    net, _ = load_network(model, weights)
-    engine = Engine(net, device=device, precision=precision)
-    scale = engine.scale
-    notes: list[str] = []
-    pairs = load_benchmark(data, scale=scale, notes=notes)
-    for note in notes:
-        click.echo(f"note: {note}", err=True)
-    if spec is not None:
-        pairs = degrade_pairs(pairs, spec)
-    if denoise != "off":
-        from dataclasses import replace
-
-        from ..media.filters import denoise_picture
-
-        pairs = [replace(p, lr=denoise_picture(p.lr, denoise)) for p in pairs]
-    rows = [(pair.name, score) for pair, _, score in score_pairs(engine, pairs, border=shave)]
-    mean = mean_score([s for _, s in rows])
-    applied = str(spec) if spec is not None else "none"
-    if as_json:
-        click.echo(json.dumps({
-            "psnr_y": round(mean.psnr_y, 4),
-            "ssim_y": round(mean.ssim_y, 4),
-            "grid_index": round(mean.grid_index, 4),
-            "detail": round(mean.detail, 4),
-            "colour_shift_rgb": [round(c, 3) for c in mean.colour],
-            "images": len(rows),
-            "degrade": applied,
-            "denoise": denoise,
-        }))  # fmt: skip
-        return
-    shown = Path(weights).name if model == "auto" else model
-    lr = f", LR degraded: {applied}" if spec is not None else ""
-    _print_table(rows, mean, f"{shown} x{scale} on {data.name} (Y channel, {shave} px shaved{lr})")
-
-
-def _print_table(rows, mean, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for name in ("image", "PSNR-Y (dB)", "SSIM-Y", "grid index", "detail"):
-        table.add_column(name, justify="left" if name == "image" else "right")
-    for name, score in [*rows, ("mean", mean)]:
-        if name == "mean":
-            table.add_section()
-        table.add_row(
-            name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}", f"{score.grid_index:.3f}",
-            f"{score.detail:.2f}", style="bold" if name == "mean" else None,
-        )  # fmt: skip
-    Console().print(table)
 
 
 @click.command(name="export")

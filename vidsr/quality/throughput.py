@@ -39,6 +39,7 @@ class BenchResult:
     model_fps: float
     pipeline_fps: float
     segmented_fps: float
+    steady_off_fps: float  # the pipeline with --temporal off (pipeline_fps: with the config's)
     decode_fps: float
     encode_fps: float
     device: str
@@ -192,15 +193,19 @@ def _measure(
     still = np.stack(
         [sample_frame(i, info.width, info.height) for i in range(min(frames, 3 * batch))]
     )
-    best = dict(model=0.0, pipeline=0.0, segmented=0.0, decode=0.0, encode=0.0)
+    steady_off = replace(config, temporal="off")
+    best = dict(model=0.0, pipeline=0.0, segmented=0.0, decode=0.0, encode=0.0, steady_off=0.0)
     for _ in range(max(1, repeat)):
         best["model"] = max(best["model"], model_fps(engine, still, batch, frames))
         best["decode"] = max(best["decode"], decode_fps(clip, batch))
         enc = encode_fps(clip, tmp / "enc.mp4", config, engine.scale, frames)
         best["encode"] = max(best["encode"], enc)
-        for name, cfg in (("pipeline", config), ("segmented", segmented)):
+        runs = [("pipeline", config), ("segmented", segmented), ("steady_off", steady_off)]
+        for name, cfg in runs if config.temporal else runs[:2]:
             result = upscale_file(clip, tmp / f"{name}.mp4", cfg, engine=engine)
             best[name] = max(best[name], result.frames / result.seconds)
+    if not config.temporal:
+        best["steady_off"] = best["pipeline"]
     return best
 
 

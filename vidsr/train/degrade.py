@@ -529,13 +529,22 @@ class Step:
         text = f"{self.kind}:{k.key}={value}" if k.key else f"{self.kind}:{value}"
         return text + (":pan" if self.pan else ":intra") if self.kind in CODECS else text
 
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        v = self.low
+    def draw(self, rng: np.random.Generator) -> float:
+        """The step's value: its range drawn from `rng`, or its one value."""
         if self.high > self.low:
-            integer = STEP_KINDS[self.kind].integer
-            v = int(rng.integers(self.low, self.high + 1)) if integer else rng.uniform(v, self.high)
+            if STEP_KINDS[self.kind].integer:
+                return int(rng.integers(self.low, self.high + 1))
+            return rng.uniform(self.low, self.high)
+        return self.low
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        v = self.draw(rng)
         if self.kind in CODECS:
             return video_round_trip(img, self.kind, int(v), pan=self.pan)
+        return self.picture(img, v, rng)
+
+    def picture(self, img: np.ndarray, v: float, rng: np.random.Generator) -> np.ndarray:
+        """The step at value `v` on one picture (not a codec: see degrade_clip)."""
         if self.kind == "jpeg":
             return jpeg(img, int(v))
         if self.kind == "noise":
@@ -556,6 +565,50 @@ class DegradeSpec:
         for step in self.steps:
             img = step(img, rng)
         return img
+
+
+def degrade_clip(frames: np.ndarray, spec: DegradeSpec, seed: int) -> np.ndarray:
+    """`spec` on a clip, (n, h, w, 3) uint8: a codec step codes the frames as one video (so the
+    damage moves and changes from frame to frame as it does in real video); the other steps
+    apply to each frame, with fresh noise per frame. A range is drawn once per clip."""
+    rng = np.random.default_rng(seed)
+    for step in spec.steps:
+        v = step.draw(rng)
+        if step.kind in CODECS:
+            c = CODECS[step.kind]
+            frames = codec_clip(frames, codec=c.encoder, **{c.quality: int(v)})
+        else:
+            frames = np.stack([step.picture(f, v, rng) for f in frames])
+    return frames
+
+
+def codec_clip(
+    frames: np.ndarray, *, codec: str, crf: int | None = None, q: int | None = None
+) -> np.ndarray:
+    """The frames (n, h, w, 3) uint8 coded as one video by `codec` at `crf` or `q`, decoded."""
+    if (crf is None) == (q is None):
+        raise ValueError("give exactly one of crf and q")
+    n, h, w = frames.shape[:3]
+    ph, pw = max((-h) % 8, MIN_CODED - h), max((-w) % 8, MIN_CODED - w)  # as codec_round_trip
+    enc = _encoder(codec, (h + ph, w + pw), crf, q)
+    packets = []
+    for k, img in enumerate(frames):
+        picture = np.pad(img, ((0, ph), (0, pw), (0, 0)), "reflect") if ph or pw else img
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
+        frame = frame.reformat(format="yuv420p", interpolation=_SWS)
+        frame.pts = k
+        packets += enc.encode(frame)
+    packets += enc.encode(None)
+    dec = av.CodecContext.create(DECODERS[codec], "r")
+    dec.width, dec.height = w + pw, h + ph
+    decoded = []
+    for p in packets:
+        decoded += dec.decode(p)
+    decoded += dec.decode(None)
+    if len(decoded) != n:
+        raise RuntimeError(f"{codec}: {n} frames coded, {len(decoded)} decoded")
+    out = [f.to_ndarray(format="rgb24", interpolation=_SWS)[:h, :w] for f in decoded]
+    return np.stack(out)
 
 
 def name_seed(name: str) -> int:

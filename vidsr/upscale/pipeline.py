@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import UpscaleConfig, prep_options
+from ..config import UpscaleConfig, prep_options, temporal_name
 from ..errors import Cancelled, InputError
 from ..media.decode import FrameReader, working_format
 from ..media.encode import EncodePlan, VideoWriter, plan_encode
@@ -35,6 +35,7 @@ from ..models.records import COMMUNITY
 from .engine import Engine, resolve_device
 from .resume import WorkFolder, job_identity, work_path
 from .slots import SlotRing
+from .temporal import Stabiliser
 
 _END = object()  # queue sentinel: the stage before has finished
 
@@ -229,7 +230,9 @@ def describe_run(
     return (
         f"{src.name} -> {dst.name}: model {model_label(config, engine)}, device {engine.device}, "
         f"precision {engine.precision}, batch {batch}{', ' + tiles if tiles else ''}, "
-        f"scale {scale:g}x ({width}x{height}), encoder {plan.codec} ({', '.join(shown)})"
+        f"scale {scale:g}x ({width}x{height}), "
+        + (f"temporal {temporal_name(config.temporal)}, " if config.temporal else "")
+        + f"encoder {plan.codec} ({', '.join(shown)})"
         + (f"; {prep.said}" if prep is not None and prep.said else "")
     )
 
@@ -292,7 +295,8 @@ def _segmented(
                 next_index=work.next_index, on_segment=work.add,
                 offset=rest.offset if rest is not None else 0, warn=run.note,
             ) as writer:  # fmt: skip
-                run_stages(run, reader, writer, _after(progress, done), max(0, total - done))
+                run_stages(run, reader, writer, _after(progress, done), max(0, total - done),
+                           seams=per_segment)  # fmt: skip
             written = writer.stats.frames
             work.mark_complete()
         if work.frames_done == 0:
@@ -432,14 +436,22 @@ def run_stages(
     writer: VideoWriter,
     progress: Progress | None = None,
     total: int = 0,
+    seams: int = 0,
 ) -> None:
     """The stage graph of every run: frames from `reader` on a decode thread, through the model
     on this thread, to `writer` on an encode thread, joined by queues of pinned slots (which
     bound the memory between stages); the first error in any stage stops them all.
 
     `progress(done, total)` follows the frames written; `total` is an estimate (0: unknown),
-    and once reading ends the true count is reported as the total too."""
+    and once reading ends the true count is reported as the total too. With --temporal the
+    encode thread stabilises the frames first, starting afresh every `seams` frames (the
+    segment length: a resumed run, which starts at a seam, then writes what an unbroken one
+    did)."""
     engine, info, cancel = run.engine, run.out, run.cancel
+    stabiliser = Stabiliser(run.config.temporal, reset_every=seams) if run.config.temporal else None
+    # On a GPU the encode thread stabilises while the device computes; on a CPU the model
+    # thread does, between batches: beside the network's threads it would only slow them.
+    on_cpu = engine.device.type != "cuda"
     stages = _Stages(cancel)
     reader.stop = stages.stop
     batch_size = reader.batch_size
@@ -460,14 +472,15 @@ def run_stages(
             name="vidsr-decode",
         ),
         threading.Thread(
-            target=_encode_stage, args=(writer, ring, upscaled, stages, total, progress),
+            target=_encode_stage, args=(writer, ring, upscaled, stages, total, progress,
+                                        None if on_cpu else stabiliser),
             daemon=True, name="vidsr-encode",
         ),
     ]  # fmt: skip
     for t in threads:
         t.start()
     try:
-        _model_stage(ring, decoded, upscaled, stages)
+        _model_stage(ring, decoded, upscaled, stages, stabiliser, on_cpu)
     except BaseException as e:  # noqa: BLE001 - handed to the shared error slot
         stages.fail(e)
     finally:
@@ -497,8 +510,17 @@ def _decode_stage(reader: FrameReader, ring: SlotRing, out: queue.Queue, stages:
         stages.fail(e)
 
 
-def _model_stage(ring: SlotRing, inq: queue.Queue, out: queue.Queue, stages: _Stages) -> None:
-    """Queue each filled slot's copies and network run; on CUDA this never waits for the GPU."""
+def _model_stage(
+    ring: SlotRing,
+    inq: queue.Queue,
+    out: queue.Queue,
+    stages: _Stages,
+    stabiliser: Stabiliser | None = None,
+    on_cpu: bool = True,
+) -> None:
+    """Queue each filled slot's copies and network run; on CUDA this never waits for the GPU.
+    With a stabiliser, on a CPU it runs here on the finished frames; on CUDA the output slot
+    takes a copy of the input frames to the encode thread, which runs it."""
     while True:
         slot = stages.get(inq)
         if slot is _END:
@@ -507,7 +529,11 @@ def _model_stage(ring: SlotRing, inq: queue.Queue, out: queue.Queue, stages: _St
         free = stages.get(ring.free_out)  # waits only when the encoder is behind
         if free is _END:
             return
+        if stabiliser is not None and not on_cpu:  # host frames stay until the slot goes back
+            free.lr = slot.host.numpy()[: slot.n].copy()
         done = ring.run(slot, free)
+        if stabiliser is not None and on_cpu:  # the run is done: the frames are there
+            stabiliser(slot.host.numpy()[: slot.n], done.frames())
         ring.free_in.put(slot)  # its host buffer is refilled only after its H2D event
         if not stages.put(out, done):
             return
@@ -520,6 +546,7 @@ def _encode_stage(
     stages: _Stages,
     total: int,
     progress: Progress | None,
+    stabiliser: Stabiliser | None = None,
 ) -> None:
     try:
         done = 0
@@ -529,7 +556,10 @@ def _encode_stage(
                 if progress is not None and not stages.stopped():
                     progress(done, done)  # the estimate corrected: the bar ends full
                 return
-            for frame, pts in zip(slot.frames(), slot.pts, strict=True):
+            frames = slot.frames()
+            if stabiliser is not None:
+                stabiliser(slot.lr, frames)  # in place, in the slot's host buffer
+            for frame, pts in zip(frames, slot.pts, strict=True):
                 writer.write(frame, pts)  # a contiguous view into the pinned slot
                 done += 1
             ring.free_out.put(slot)

@@ -59,6 +59,7 @@ CHANGES = {
     "encoder": "the encoder settings changed",
     "span": "--start/--duration changed",
     "prep": "the clean-up (deinterlace, inverse telecine, crop, denoise) changed",
+    "temporal": "--temporal changed",
     "segment_frames": "the segment length changed",
     "ffmpeg": "the FFmpeg libraries changed",
 }
@@ -114,6 +115,7 @@ def job_identity(
         "encoder": json.dumps(encoder, sort_keys=True),
         "span": json.dumps([config.start, config.duration]),
         "prep": json.dumps(prep.filters() if prep is not None else []),
+        "temporal": f"{config.temporal:g}",
         "segment_frames": str(per_segment),
         "ffmpeg": f"{av.__version__} {getattr(av, 'ffmpeg_version_info', '')}",
     }

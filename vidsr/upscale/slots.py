@@ -83,6 +83,7 @@ class OutSlot:
     d2h_done: object  # host holds the frames (and dev may be overwritten)
     n: int = 0
     pts: list[int] | None = None
+    lr: np.ndarray | None = None  # the input frames, kept for the stabiliser (--temporal)
 
     def frames(self) -> np.ndarray:
         """The upscaled frames, once their copy has landed (waits on this slot's event only)."""

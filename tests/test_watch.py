@@ -309,7 +309,9 @@ def test_an_output_folder_deleted_while_watching_is_recreated_with_its_journal(t
             time.sleep(0.1)
 
     try:
-        until(lambda: (out / "a_x4.mp4").exists(), "a.mp4 done")
+        log = out / ".vidsr" / "watch.log"
+        # the output lands a moment before the job is recorded done: wait for the record
+        until(lambda: log.exists() and "a.mp4: done" in log.read_text(), "a.mp4 done")
         shutil.rmtree(out)  # the user tidies up (or an other program does) while it runs
         (inbox / "b.mp4").write_bytes(clips[8])
         until(lambda: (out / "b_x4.mp4").exists(), "b.mp4 done into the recreated folder")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -35,7 +36,9 @@ from ..models.records import COMMUNITY
 from .engine import Engine, resolve_device
 from .resume import WorkFolder, job_identity, work_path
 from .slots import SlotRing
-from .temporal import Stabiliser
+
+if TYPE_CHECKING:
+    from .temporal import Stabiliser
 
 _END = object()  # queue sentinel: the stage before has finished
 
@@ -231,7 +234,7 @@ def describe_run(
         f"{src.name} -> {dst.name}: model {model_label(config, engine)}, device {engine.device}, "
         f"precision {engine.precision}, batch {batch}{', ' + tiles if tiles else ''}, "
         f"scale {scale:g}x ({width}x{height}), "
-        + (f"temporal {temporal_name(config.temporal)}, " if config.temporal else "")
+        + (f"temporal {temporal_name(config.temporal)}, " if steadied(config) else "")
         + f"encoder {plan.codec} ({', '.join(shown)})"
         + (f"; {prep.said}" if prep is not None and prep.said else "")
     )
@@ -448,7 +451,7 @@ def run_stages(
     segment length: a resumed run, which starts at a seam, then writes what an unbroken one
     did)."""
     engine, info, cancel = run.engine, run.out, run.cancel
-    stabiliser = Stabiliser(run.config.temporal, reset_every=seams) if run.config.temporal else None
+    stabiliser = _stabiliser(run, seams)
     # On a GPU the encode thread stabilises while the device computes; on a CPU the model
     # thread does, between batches: beside the network's threads it would only slow them.
     on_cpu = engine.device.type != "cuda"
@@ -489,6 +492,24 @@ def run_stages(
         raise stages.error
     if cancel is not None and cancel.is_set():
         raise Cancelled(f"cancelled: {info.path}")
+
+
+def steadied(config: UpscaleConfig) -> bool:
+    """Whether --temporal has work to do: bicubic adds no detail that could flicker."""
+    return bool(config.temporal) and config.model != "bicubic"
+
+
+def _stabiliser(run: FileRun, seams: int) -> Stabiliser | None:
+    """--temporal's stabiliser, or None when it is off. OpenCV is a dependency; where an odd
+    install lacks it (a machine with only the wheels it was given), the run goes on without."""
+    if not steadied(run.config):
+        return None
+    try:
+        from .temporal import Stabiliser
+    except ImportError:
+        run.note("--temporal needs OpenCV (pip install opencv-python-headless): upscaled without")
+        return None
+    return Stabiliser(run.config.temporal, reset_every=seams)
 
 
 def _decode_stage(reader: FrameReader, ring: SlotRing, out: queue.Queue, stages: _Stages) -> None:

@@ -17,7 +17,7 @@ _dir = click.Path(path_type=Path, exists=True, file_okay=False)
 _file = click.Path(path_type=Path, dir_okay=False)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option(
     "--recipe",
     default=None,
@@ -37,7 +37,6 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
-    required=True,
     help="Run folder: last.pt, samples/, curves.png, log.jsonl.",
 )
 @click.option("--steps", type=int, help="Total optimiser steps (a resumed run continues to it).")
@@ -106,8 +105,16 @@ _file = click.Path(path_type=Path, dir_okay=False)
 @click.option("--seed", type=int, help="Seed for init, crops and degradations.")
 @click.option("--tensorboard", is_flag=True, default=None, help="Also log to OUT/tb.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bar.")
-def train(recipe, **flags):
-    """Train or fine-tune a model from a recipe (torchrun-ready for several GPUs)."""
+@click.pass_context
+def train(ctx, recipe, **flags):
+    """Train or fine-tune a model from a recipe (torchrun-ready for several GPUs).
+
+    `vidsr train prepare --data DIR --out CACHE` first cuts the pictures into a cache of crops
+    that costs nothing to load; then `vidsr train --data CACHE ...` trains from it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if flags["out"] is None:
+        raise click.UsageError("Missing option '--out'.")
     from rich.console import Console
 
     from ..train.loop import train as run_train
@@ -121,6 +128,54 @@ def train(recipe, **flags):
     else:
         config = build_config(recipe or DEFAULT_RECIPE, **flags)
     run_train(config, console=console)
+
+
+@train.command(name="prepare")
+@click.option(
+    "--data", multiple=True, type=_dir, help="Image folder, read recursively (repeatable)."
+)
+@click.option("--video", multiple=True, type=_dir, help="Folder of footage to sample frames from.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The cache folder (crops.u8 and crops.json).")  # fmt: skip
+@click.option("--tile", default=256, show_default=True,
+              help="Tile size in HR pixels: at least the --crop the runs will use.")  # fmt: skip
+@click.option("--step", type=int, help="Pixels between tiles.  [default: 3/4 of a tile]")
+@click.option("--hr-downscale", "factors", multiple=True, type=click.IntRange(1, 16),
+              help="Shrink the pictures by this factor first (repeatable: 2 and 3 give both; "
+              "the recipes' hr_downscale and extra_downscales).  [default: 1]")  # fmt: skip
+@click.option("--frames-per-video", default=64, show_default=True,
+              help="Frames sampled from each video at most.")  # fmt: skip
+@click.option("--min-video-lines", default=0, show_default=True,
+              help="Leave out footage under this height.")  # fmt: skip
+@click.option("--max-mb", type=click.IntRange(1), help="Keep every k-th tile, evenly, so that "
+              "the cache stays under this size (one to carry to a GPU machine).")  # fmt: skip
+def prepare(data, video, out, tile, step, factors, frames_per_video, min_video_lines, max_mb):
+    """Cut the training pictures into a cache of HR tiles that costs nothing to load."""
+    import tempfile
+    import time
+
+    from ..train.crops import prepare_crops
+    from ..train.data import extract_frames, scan_images
+
+    if not data and not video:
+        raise click.UsageError("give --data DIR and/or --video DIR")
+    t0 = time.perf_counter()
+    files = list(scan_images(list(data), min_size=tile).images) if data else []
+    most = max_mb * 2**20 // (tile * tile * 3) if max_mb else None
+    with tempfile.TemporaryDirectory() as tmp:  # the sampled frames live only until cut
+        if video:
+            frames, failed = extract_frames(list(video), Path(tmp), cap=frames_per_video,
+                                            min_lines=min_video_lines)  # fmt: skip
+            files += frames
+            click.echo(f"video: {len(frames)} frames sampled, {len(failed)} videos unreadable",
+                       err=True)  # fmt: skip
+        cache = prepare_crops(files, out, tile=tile, step=step, factors=tuple(factors) or (1,),
+                              max_tiles=most, say=lambda m: click.echo(m, err=True))  # fmt: skip
+    size = cache.count * tile * tile * 3 / 2**20
+    click.echo(
+        f"{cache.path}: {cache.count} tiles of {tile} px ({size:.0f} MiB) from {cache.sources} "
+        f"pictures in {time.perf_counter() - t0:.0f} s; train with --data {cache.path}"
+    )
 
 
 @click.command(name="export")

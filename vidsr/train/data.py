@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from torch.utils.data import Dataset, Sampler
 
 from ..errors import InputError
 from ..quality.imresize import imresize
+
+if TYPE_CHECKING:
+    from .crops import CropCache
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".y4m")
@@ -274,14 +278,23 @@ class PairDataset(Dataset):
         degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         seed: int = 0,
         cache_mb: int = 1024,
+        tiles: CropCache | None = None,
     ):
         if crop % scale:
             raise InputError(f"--crop {crop} is not a multiple of the scale {scale}")
         self.files = list(files)
         # One entry per (file, shrink factor): a photo shrunk by 3 as well as by 2 is a second,
-        # denser-detailed HR picture of the same scene.
+        # denser-detailed HR picture of the same scene. A prepared cache (vidsr.train.crops):
+        # one entry per tile, already shrunk, opened in each loader process on first use.
         factors = tuple(dict.fromkeys((hr_downscale, *extra_downscales)))
         self.entries = [(i, f) for i in range(len(self.files)) for f in factors]
+        self.tiles, self._tile_array = tiles, None
+        if tiles is not None:
+            if tiles.tile < crop:
+                raise InputError(
+                    f"{tiles.path}: its tiles are {tiles.tile} px, under --crop {crop}"
+                )
+            self.entries = [(i, 1) for i in range(tiles.count)]
         self.crop, self.scale = crop, scale
         self.crop_tries = max(1, crop_tries)
         self.augment, self.degrade, self.seed = augment, degrade, seed
@@ -296,6 +309,10 @@ class PairDataset(Dataset):
 
     def _image(self, entry: int) -> np.ndarray:
         """Entry `entry` decoded, shrunk by its factor, from the cache when it fits there."""
+        if self.tiles is not None:
+            if self._tile_array is None:
+                self._tile_array = self.tiles.array()
+            return self._tile_array[entry]
         img = self._cache.get(entry)
         if img is None:
             index, factor = self.entries[entry]

@@ -40,6 +40,7 @@ from ..quality.scoring import inference_engine, load_benchmark, mean_score, scor
 from ..upscale.engine import cpu_has_fast_bf16, resolve_device
 from .checkpoint import load_checkpoint, plain, save_checkpoint
 from .config import TrainConfig
+from .crops import CropCache, is_crop_cache, open_crops
 from .data import PairDataset, StepSampler, extract_frames, min_image_size, scan_images
 from .degrade import build_degradation
 from .ema import ModelEma
@@ -333,10 +334,26 @@ def _degradation(cfg: TrainConfig):
         raise VidsrError(f"train: {e}") from None
 
 
-def _scan_data(cfg: TrainConfig, dd: Dist, say) -> list[Path]:
-    """The usable training images: the --data folders' and frames sampled from --video."""
+def _scan_data(cfg: TrainConfig, dd: Dist, say) -> list[Path] | CropCache:
+    """The usable training images: the --data folders' and frames sampled from --video; or a
+    crop cache `vidsr train prepare` made, which is then the whole of the data."""
     if not cfg.data and not cfg.video:
         raise InputError("no training data: pass --data DIR (images) and/or --video DIR (footage)")
+    if any(is_crop_cache(d) for d in cfg.data):
+        if len(cfg.data) > 1 or cfg.video:
+            raise InputError(
+                "a prepared crop cache is the whole of the data: give it as the only --data "
+                "(vidsr train prepare takes --data and --video)"
+            )
+        cache = open_crops(cfg.data[0])
+        factors = tuple(dict.fromkeys((cfg.hr_downscale, *cfg.extra_downscales)))
+        said = ", ".join(map(str, cache.factors))
+        say(f"data: {cache.count} tiles of {cache.tile} px from {cache.sources} pictures "
+            f"(prepared cache {cache.path}, shrunk by {said})")  # fmt: skip
+        if set(factors) != set(cache.factors):
+            say(f"note: the cache's pictures were shrunk by {said} when it was prepared; "
+                "--hr-downscale and extra_downscales do not apply to it")  # fmt: skip
+        return cache
     min_size = min_image_size(cfg.crop, cfg.hr_downscale)
     report = scan_images(list(cfg.data), min_size=min_size)
     files = list(report.images)
@@ -428,12 +445,13 @@ def _restore(st: TrainState, resumed: LoadedWeights) -> None:
     st.step = int(ckpt["step"])
 
 
-def _loader(st: TrainState, files: list[Path], degrade) -> DataLoader:
+def _loader(st: TrainState, data: list[Path] | CropCache, degrade) -> DataLoader:
     cfg, dd = st.cfg, st.dd
+    cache = data if isinstance(data, CropCache) else None
     dataset = PairDataset(
-        files, crop=cfg.crop, scale=int(st.arch["scale"]), hr_downscale=cfg.hr_downscale,
-        extra_downscales=tuple(cfg.extra_downscales), crop_tries=cfg.crop_tries,
-        degrade=degrade, seed=cfg.seed,
+        [] if cache else data, crop=cfg.crop, scale=int(st.arch["scale"]),
+        hr_downscale=cfg.hr_downscale, extra_downscales=tuple(cfg.extra_downscales),
+        crop_tries=cfg.crop_tries, degrade=degrade, seed=cfg.seed, tiles=cache,
     )  # fmt: skip
     sampler = StepSampler(
         len(dataset), seed=cfg.seed, rank=dd.rank, world=dd.world,
@@ -589,6 +607,32 @@ def _write_checkpoint(st: TrainState) -> None:
 # -- the loop -----------------------------------------------------------------------------------
 
 
+class _Timer:
+    def __init__(self):
+        self.total, self.count = 0.0, 0
+
+    def __enter__(self):
+        self._t = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.total += time.perf_counter() - self._t
+        self.count += 1
+
+
+class Clock:
+    """Seconds a step waited for its batch (data_s) and took to run (step_s), averaged over the
+    steps since the last log line: where a run's time goes, in log.jsonl."""
+
+    def __init__(self):
+        self.data, self.step = _Timer(), _Timer()
+
+    def take(self) -> dict[str, float]:
+        timers = (("data_s", self.data), ("step_s", self.step))
+        out = {k: round(t.total / t.count, 4) for k, t in timers if t.count}
+        self.data, self.step = _Timer(), _Timer()
+        return out
+
+
 def _run(st: TrainState, loader: DataLoader, val_pairs, say, console) -> dict[str, Any]:
     """The loop, in reading order (nanoGPT's train.py is the model): the schedule sets the
     learning rate, one step on the next batch, then at their intervals the log, a validation,
@@ -600,12 +644,15 @@ def _run(st: TrainState, loader: DataLoader, val_pairs, say, console) -> dict[st
     task = progress.add_task("train", total=cfg.steps, completed=st.step, info="")
     batch, last, row = None, {}, {}
     t0, s0 = time.perf_counter(), st.step
+    clock = Clock()
     with StopFlag() as stop, progress:
         batches = iter(loader)
         while st.step < cfg.steps:
             lr = _set_lr(st)  # the schedule: warm-up, then steps or a cosine
-            batch = next(batches)
-            last = train_step(st, *batch)  # st.step is now this step's number
+            with clock.data:
+                batch = next(batches)
+            with clock.step:
+                last = train_step(st, *batch)  # st.step is now this step's number
             step, row = st.step, {"step": st.step, "lr": lr, **last}
             rate = (step - s0) / max(time.perf_counter() - t0, 1e-9)
             info = " ".join(f"{k} {v:.4g}" for k, v in last.items())
@@ -615,7 +662,7 @@ def _run(st: TrainState, loader: DataLoader, val_pairs, say, console) -> dict[st
             if cfg.val_every and step % cfg.val_every == 0:
                 row.update(_validate(st, val_pairs, say))
             if step % cfg.log_every == 0 or "val_psnr_y" in row:
-                run.record(row)
+                run.record({**row, **clock.take()})
             if cfg.sample_every and step % cfg.sample_every == 0:
                 _write_samples(st, *batch)
             if cfg.ckpt_every and step % cfg.ckpt_every == 0:

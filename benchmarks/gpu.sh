@@ -47,31 +47,8 @@ if [ -z "$OUTDIR" ]; then
 fi
 mkdir -p "$OUTDIR" || exit 1
 
-# Wheels for this interpreter's version (abi3 wheels serve later versions too).
-TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")') || exit 1
-WHEELS=${VIDSR_WHEELS:-$ROOT/.device/wheels/$TAG}
-SITE=${VIDSR_SITE:-/tmp/vidsr-site}
-INSTALL=("$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
-         --target "$SITE")
-shopt -s nullglob
-WHEEL_FILES=("$WHEELS"/*.whl)
-if [ "$DRY" = 1 ]; then
-    echo "would run: ${INSTALL[*]} $WHEELS/*.whl"
-    if [ ${#WHEEL_FILES[@]} -eq 0 ]; then
-        echo "note: no wheels in $WHEELS yet: run benchmarks/prepare_device.sh before the device run"
-    else
-        echo "wheels: $(cd "$WHEELS" && ls ./*.whl | tr '\n' ' ')"
-    fi
-    "$PY" -m pip --version >/dev/null || { echo "gpu.sh: $PY has no pip" >&2; exit 1; }
-elif [ ${#WHEEL_FILES[@]} -gt 0 ]; then
-    "${INSTALL[@]}" "${WHEEL_FILES[@]}" || { echo "gpu.sh: installing $WHEELS failed" >&2; exit 1; }
-    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-elif ! "$PY" -c "import av" 2>/dev/null; then
-    echo "gpu.sh: PyAV is missing and $WHEELS holds no wheels: run benchmarks/prepare_device.sh" \
-         "here and carry .device" >&2
-    exit 1
-fi
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
+NAME=gpu.sh
+# shellcheck source=benchmarks/device_env.sh
+source "$ROOT/benchmarks/device_env.sh" || exit 1
 cd "$ROOT" || exit 1
 exec "$PY" "$ROOT/benchmarks/gpu_check.py" "$OUTDIR" "${ARGS[@]}"

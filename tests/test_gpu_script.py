@@ -157,3 +157,29 @@ def test_prepare_device_fetches_binary_wheels_for_the_device_python():
         assert f" {name}" in cmd
     ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", ".device/wheels"])
     assert ignored.returncode == 0  # the wheels never become part of the tree
+
+
+def test_gpu_train_dry_run_trains_scores_and_exports(tmp_path):
+    """benchmarks/gpu_train.sh --dry-run: every step of the GPU training call, in miniature."""
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=sys.executable)
+    run = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_train.sh"), str(out), "--dry-run",
+         "--models", "fast"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "pip install -q --no-index --no-deps" in run.stdout  # the carried wheels
+    results = json.loads((out / "results.json").read_text())
+    fast = results["models"]["fast"]
+    assert "error" not in fast, fast
+    assert fast["train"]["steps"] == 2 and fast["train"]["step_s"] > 0
+    for name in ("Set5", "Set14"):
+        assert fast["before"][name]["psnr_y"] > 0 and fast["after"][name]["psnr_y"] > 0
+    assert fast["ships"] in ("yes", "no")
+    assert (out / "fast.pt").stat().st_size > 100_000  # the fp16 export
+    table = (out / "results.md").read_text()
+    assert "| fast | 2 |" in table and "Set5 before -> after" in table
+    bad = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_train.sh")], capture_output=True,
+                         text=True, env=env, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "usage" in bad.stderr

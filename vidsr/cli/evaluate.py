@@ -220,8 +220,17 @@ def _evaluate_images(model, weights, data, device, precision, shave, spec, denoi
     _print_table(rows, mean, f"{shown} x{scale} on {data.name} (Y channel, {shave} px shaved{lr})")
 
 
-def _print_table(rows, mean, title: str) -> None:
+def _console():
+    """Rich's console, as wide as a table needs when the output is a file or a pipe (where rich
+    would assume 80 columns and cut the numbers short)."""
+    import sys
+
     from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 132)
+
+
+def _print_table(rows, mean, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
@@ -234,7 +243,7 @@ def _print_table(rows, mean, title: str) -> None:
             name, f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}", f"{score.grid_index:.3f}",
             f"{score.detail:.2f}", style="bold" if name == "mean" else None,
         )  # fmt: skip
-    Console().print(table)
+    _console().print(table)
 
 
 def _evaluate_video(models, weights, video, frames, size, temporals, picture, device, precision,
@@ -309,7 +318,6 @@ def _stillest_pair(hr) -> int:
 
 
 def _print_video_table(rows, title: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -323,7 +331,7 @@ def _print_video_table(rows, title: str) -> None:
             f"{s.static_flicker:.3f}", f"{s.static_ratio:.2f}", f"{s.warp_error:.2f}",
             f"{s.warp_ratio:.2f}",
         )  # fmt: skip
-    Console().print(table)
+    _console().print(table)
 
 
 __all__ = ["evaluate"]

@@ -13,8 +13,9 @@ from PIL import Image
 
 from vidsr.cli import main
 from vidsr.quality.imresize import imresize
-from vidsr.train.crops import DATA, INDEX, open_crops, prepare_crops, tile_origins
+from vidsr.train.crops import DATA, INDEX, open_crops
 from vidsr.train.data import PairDataset
+from vidsr.train.prepare import prepare_crops, tile_origins
 
 
 @pytest.fixture(scope="module")

@@ -154,8 +154,8 @@ def prepare(data, video, out, tile, step, factors, frames_per_video, min_video_l
     import tempfile
     import time
 
-    from ..train.crops import prepare_crops
     from ..train.data import extract_frames, scan_images
+    from ..train.prepare import prepare_crops
 
     if not data and not video:
         raise click.UsageError("give --data DIR and/or --video DIR")

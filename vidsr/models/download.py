@@ -47,7 +47,8 @@ def offline() -> bool:
     return os.environ.get("VIDSR_OFFLINE", "") not in ("", "0")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The file's sha256, read in 1 MiB chunks (torch-free: the CLI's listing uses it)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -82,7 +83,7 @@ def adopt(record: CommunityRecord, source: Path) -> Path:
     source = Path(source)
     if not source.is_file():
         raise WeightsError(f"--from {source}: no such file")
-    digest = sha256_file(source)
+    digest = sha256_of(source)
     if digest != record.sha256:
         raise WeightsError(
             f"{source} is not {record.id}: its sha256 is {digest[:16]}..., the registry's "
@@ -97,7 +98,7 @@ def adopt(record: CommunityRecord, source: Path) -> Path:
 
 
 def _verified(record: CommunityRecord, path: Path) -> Path:
-    digest = sha256_file(path)
+    digest = sha256_of(path)
     if digest == record.sha256:
         return path
     path.unlink(missing_ok=True)
@@ -162,7 +163,7 @@ def _download(record: CommunityRecord, path: Path, say) -> None:
             raise WeightsError(f"cannot write {part}: {e.strerror or e}") from None
     else:
         raise WeightsError(_by_hand(record, "; ".join(errors)))
-    digest = sha256_file(part)
+    digest = sha256_of(part)
     if digest != record.sha256:
         part.unlink(missing_ok=True)
         raise WeightsError(

@@ -10,7 +10,6 @@ within bounds) before anything is built. `load_generator` turns either into a re
 from __future__ import annotations
 
 import functools
-import hashlib
 import pickletools
 import re
 import warnings
@@ -24,6 +23,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from . import MODELS, build_model
+from .download import sha256_of
 from .records import COMMUNITY, RECORDS, ModelRecord
 
 # What vidsr.train.checkpoint writes: a dict of state_dicts + config + step + this format tag.
@@ -88,14 +88,6 @@ class LoadedWeights:
     path: Path
     record: ModelRecord | None = None  # kind "shipped"
     checkpoint: dict[str, Any] | None = None  # kind "checkpoint": the whole dict (for --resume)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_file(path: Path, *, mmap: bool = False) -> Any:

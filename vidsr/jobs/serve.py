@@ -47,6 +47,7 @@ log = logging.getLogger("vidsr.jobs.watch")  # the watcher's log: one log file f
 # What a job added by hand may set on top of its preset; the rest is the server's.
 JOB_FIELDS = ("model", "outscale", "codec", "crf", "start", "duration")
 USER_CANCEL = "cancelled from the page (no output written)"
+SUMMARY = "summary: "  # marks the run's first line in a job's log
 
 
 class FieldErrors(VidsrError):
@@ -222,8 +223,11 @@ class _JobReporter:
         self.key, self.queue = key, owner
 
     def info(self, msg: str) -> None:
-        self.queue.job_log(self.key, msg)
-        self.queue._summaries.setdefault(self.key, msg)
+        if self.key in self.queue._summaries:
+            self.queue.job_log(self.key, msg)
+        else:
+            self.queue._summaries[self.key] = msg
+            self.queue.job_log(self.key, SUMMARY + msg)
 
     def warn(self, msg: str) -> None:
         self.queue.job_log(self.key, f"warning: {msg}")
@@ -292,6 +296,9 @@ class JobQueue(Watcher):
         self.stop.set()
         self.cancel.set()
         self._wake.put(None)
+        with self._changed:  # pages waiting for news hear of the stop now
+            self._version += 1
+            self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -406,16 +413,19 @@ class JobQueue(Watcher):
         }
 
     def _summary(self, key: str) -> str | None:
+        """The job's one-line description of its run (from its log, after a restart)."""
         if key not in self._summaries:
-            first = None
+            found = None
             try:
                 with open(self.log_path(key), encoding="utf-8") as f:
-                    first = f.readline().split(" ", 1)[-1].strip() or None
+                    for line in f:  # the last run's
+                        if line[9:].startswith(SUMMARY):
+                            found = line[9 + len(SUMMARY) :].strip()
             except OSError:
                 pass
-            if first is None:
+            if found is None:
                 return None
-            self._summaries[key] = first
+            self._summaries[key] = found
         return self._summaries[key]
 
     def log_path(self, key: str) -> Path:

@@ -281,6 +281,8 @@ def create_app(
             os.replace(part, final)
         except (ClientDisconnect, HTTPException, OSError, asyncio.CancelledError) as e:
             part.unlink(missing_ok=True)
+            if isinstance(e, ClientDisconnect):  # nobody reads this; no traceback in the log
+                return PlainTextResponse("the upload was interrupted", status_code=400)
             if isinstance(e, OSError):
                 raise HTTPException(507, f"the upload could not be stored: {e.strerror}") from None
             raise

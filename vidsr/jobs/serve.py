@@ -400,7 +400,8 @@ class JobQueue(Watcher):
             "origin": self._origin(Path(job.path)),
             "state": job.state,
             "attempts": job.attempts,
-            "error": job.last_error,
+            "error": job.last_error
+            and job.last_error.replace(job.path, job.name),  # no server paths
             "output": Path(job.output).name if job.output else None,
             "frames": job.frames,
             "fps": job.fps,

@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -44,12 +48,13 @@ class Served:
     """A JobQueue and its app under uvicorn in a thread, on a free port of 127.0.0.1."""
 
     def __init__(self, tmp_path: Path, *, token: str | None = None, loopback: bool = True,
-                 max_upload: int = 1 << 30):  # fmt: skip
+                 max_upload: int = 1 << 30, inbox: Path | None = None):  # fmt: skip
         self.root = tmp_path / "root"
-        (self.root / "sub").mkdir(parents=True)
+        (self.root / "sub").mkdir(parents=True, exist_ok=True)
         self.out = tmp_path / "out"
         self.queue = JobQueue(ServeConfig(out=self.out, values={"model": "bicubic"},
-                                          roots=(self.root,)))  # fmt: skip
+                                          roots=(self.root,), inbox=inbox,
+                                          stable_secs=0.2))  # fmt: skip
         self.queue.start()
         self.app = create_app(self.queue, token=token, loopback=loopback, max_upload=max_upload)
         self.sock = socket.socket()
@@ -269,6 +274,59 @@ def test_an_interrupted_upload_leaves_no_job_and_no_file(served, clips):
         assert r.status_code == 413 and small.files_under_uploads() == []
     finally:
         small.close()
+
+
+def test_the_inbox_jobs_show_on_the_page(tmp_path, clips):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    s = Served(tmp_path, inbox=inbox)
+    try:
+        shutil.copy(clips["short"], inbox / "dropped.mp4")
+        deadline = time.monotonic() + 20
+        while not (jobs := s.client.get("/api/jobs").json()["jobs"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert (jobs[0]["name"], jobs[0]["origin"]) == ("dropped.mp4", "inbox")
+        assert s.wait(jobs[0]["id"], "done")["output"] == "dropped_x4.mp4"
+    finally:
+        s.close()
+
+
+def test_a_restart_resumes_the_job_that_was_running(tmp_path, clips):
+    s = Served(tmp_path)
+    try:
+        jid = s.upload(clips["long"], duration="4").json()["id"]  # 100 frames
+        s.wait(jid, "running")
+    finally:
+        s.close()  # as Ctrl-C: abandoned, nothing at the target, queued in the journal
+    assert not list(s.out.glob("*.mp4"))
+    again = Served(tmp_path)
+    try:
+        job = again.wait(jid, "done")
+        assert job["frames"] == 100 and job["overrides"] == {"duration": "4"}
+        assert decoded(again.out / "long_x4.mp4")[2] == 100
+    finally:
+        again.close()
+
+
+def test_the_command_prints_a_token_off_loopback_and_stops_on_sigterm(tmp_path):
+    cmd = [sys.executable, "-m", "vidsr", "serve", "--out", str(tmp_path / "out"), "--host",
+           "0.0.0.0", "--port", "0", "--model", "bicubic"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.match(r"vidsr serve: http://0\.0\.0\.0:(\d+)/\?token=([\w-]{20,})$", line.strip())
+        assert m, line
+        url = f"http://127.0.0.1:{m[1]}"
+        assert httpx.get(url + "/api/jobs").status_code == 401
+        r = httpx.get(url + "/api/jobs", headers={"Authorization": f"Bearer {m[2]}"})
+        assert r.status_code == 200 and r.json()["jobs"] == []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 143
+        assert "stopped by SIGTERM" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.stderr.close()
 
 
 def test_serve_without_the_web_extra_is_one_line(monkeypatch, tmp_path):

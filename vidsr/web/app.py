@@ -57,6 +57,7 @@ COOKIE = "vidsr_token"
 CHUNK = 1 << 20  # upload chunks are written as they arrive: memory stays at one chunk
 FREE_MARGIN = 256 << 20  # an upload must leave this much free on the output disk
 SSE_WAIT = 10.0  # seconds between keep-alives when nothing changes
+SSE_EVERY = 0.25  # at most this often a message, however fast the frames go
 
 
 def is_loopback(host: str) -> bool:
@@ -202,11 +203,12 @@ def create_app(
     async def _refused(request: Request, e: PathRefused):
         return JSONResponse({"detail": str(e)}, status_code=403)
 
+    from ..jobs.presets import builtin_presets
+
+    presets = builtin_presets()  # read once: the shipped files do not change while serving
+
     @app.get("/")
     async def index(request: Request):
-        from ..jobs.presets import builtin_presets
-
-        presets = builtin_presets()
         return templates.TemplateResponse(
             request,
             "index.html",
@@ -235,6 +237,7 @@ def create_app(
                 if now != version:
                     version = now
                     yield f"data: {json.dumps({'version': now, 'jobs': items})}\n\n"
+                    await asyncio.sleep(SSE_EVERY)  # a fast job's every frame: a few a second
                 else:
                     yield ": still here\n\n"
                 if await request.is_disconnected():
@@ -387,13 +390,11 @@ def create_app(
         }
 
     @app.get("/api/presets")
-    async def presets():
-        from ..jobs.presets import builtin_presets
-
+    async def list_presets():
         return [{"name": p.name, "description": p.description,
                  "values": {k: (v if isinstance(v, str | int | float) or v is None else str(v))
                             for k, v in p.values.items()}}
-                for p in builtin_presets()]  # fmt: skip
+                for p in presets]  # fmt: skip
 
     return Guard(app, token=token, loopback=loopback)
 

@@ -284,7 +284,8 @@ class JobQueue(Watcher):
             self.run()
         except BaseException as e:  # noqa: BLE001 - handed to start() or shown by the page
             self.error = e
-            log.error("the job queue stopped: %s", e)
+            if self._ready.is_set():  # before that, start() raises it: said once, by the CLI
+                log.error("the job queue stopped: %s", e)
         finally:
             self._ready.set()
             while not self._commands.empty():

@@ -116,7 +116,8 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise OutputError(
-                f"another `vidsr watch` is already writing into {lock_file.parent.parent}"
+                "another `vidsr watch` or `vidsr serve` is already writing into "
+                f"{lock_file.parent.parent}"
             ) from None
         yield
 

@@ -314,7 +314,11 @@ def test_the_command_prints_a_token_off_loopback_and_stops_on_sigterm(tmp_path):
            "0.0.0.0", "--port", "0", "--model", "bicubic"]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stderr.readline()
+        line = ""
+        for _ in range(20):  # the queue's own log lines may come first
+            line = proc.stderr.readline()
+            if line.startswith("vidsr serve:") or not line:
+                break
         m = re.match(r"vidsr serve: http://0\.0\.0\.0:(\d+)/\?token=([\w-]{20,})$", line.strip())
         assert m, line
         url = f"http://127.0.0.1:{m[1]}"

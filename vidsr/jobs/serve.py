@@ -330,17 +330,22 @@ class JobQueue(Watcher):
         super()._wait(seconds)
 
     def _run_commands(self) -> None:
+        answers: list[tuple[Future, bool, Any]] = []
         while True:
             try:
                 command, future = self._commands.get_nowait()
             except queue.Empty:
-                return
+                break
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(command())
+                answers.append((future, True, command()))
             except BaseException as e:  # noqa: BLE001 - the caller gets it
-                future.set_exception(e)
+                answers.append((future, False, e))
+        if answers:
+            self._publish()  # a page that hears "added" finds the job in the list at once
+        for future, ok, value in answers:
+            (future.set_result if ok else future.set_exception)(value)
 
     def _publish(self) -> None:
         jobs = self.journal.jobs()

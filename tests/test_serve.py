@@ -113,12 +113,14 @@ def decoded(path: Path) -> tuple[int, int, int]:
 
 def test_upload_runs_to_done_with_live_progress_and_download(served, clips):
     seen: list[dict] = []
+    listening = threading.Event()
 
     def listen():
         with httpx.stream("GET", served.url + "/api/events", timeout=30) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             for line in r.iter_lines():
                 if line.startswith("data: "):
+                    listening.set()
                     jobs = json.loads(line[6:])["jobs"]
                     seen.extend(jobs)
                     if any(j["state"] == "done" for j in jobs):
@@ -126,7 +128,9 @@ def test_upload_runs_to_done_with_live_progress_and_download(served, clips):
 
     listener = threading.Thread(target=listen)
     listener.start()
-    r = served.upload(clips["short"], name="my clip.mp4", crf="23")
+    assert listening.wait(10)
+    # 50 frames (2 s of the long clip): long enough for progress messages to show
+    r = served.upload(clips["long"], name="my clip.mp4", crf="23", duration="2")
     assert r.status_code == 200, r.text
     jid = r.json()["id"]
     listener.join(40)
@@ -134,24 +138,21 @@ def test_upload_runs_to_done_with_live_progress_and_download(served, clips):
     states = [j["state"] for j in seen if j["id"] == jid]
     assert states[-1] == "done" and "running" in states
     progress = [j["progress"] for j in seen if j["progress"]]
-    assert progress and all(0 <= p["done"] <= 12 and p["total"] == 12 for p in progress)
+    assert progress and all(0 <= p["done"] <= 50 and p["total"] == 50 for p in progress)
     job = served.job(jid)
-    assert (
-        job["output"] == "my clip_x4.mp4"
-        and job["frames"] == 12
-        and job["overrides"] == {"crf": "23"}
-    )
+    assert job["output"] == "my clip_x4.mp4" and job["frames"] == 50
+    assert job["overrides"] == {"crf": "23", "duration": "2"}
     assert "model bicubic" in job["summary"] and "crf 23" in job["summary"]
     got = served.client.get(f"/api/jobs/{jid}/output")
     assert got.status_code == 200 and "my%20clip_x4.mp4" in got.headers["content-disposition"]
     (served.out.parent / "dl.mp4").write_bytes(got.content)
-    assert decoded(served.out.parent / "dl.mp4") == (256, 192, 12)
+    assert decoded(served.out.parent / "dl.mp4") == (256, 192, 50)
     log = served.client.get(f"/api/jobs/{jid}/log").text
-    assert "upscaling -> my clip_x4.mp4" in log and "done: 12 frames" in log
+    assert "upscaling -> my clip_x4.mp4" in log and "done: 50 frames" in log
     look = served.client.get(f"/api/jobs/{jid}/compare", params={"at": "0.2"}).json()
     assert look["before"].startswith("data:image/png;base64,") and look["scale"] == 4
     assert look["crop"]["size"] == 48 and look["model"] == "bicubic"
-    late = served.client.get(f"/api/jobs/{jid}/compare", params={"at": "99"})
+    late = served.client.get(f"/api/jobs/{jid}/compare", params={"at": "99"})  # 24 s long
     assert late.status_code == 422 and "past the end" in late.json()["errors"]["at"]
 
 
@@ -188,9 +189,15 @@ def test_paths_outside_the_roots_are_refused(served, clips, tmp_path):
                               headers=POST).status_code == 403  # fmt: skip
     listing = served.client.get("/api/files", params={"path": "sub"}).json()["entries"]
     assert [e["name"] for e in listing] == ["in.mp4"]
+    # an upload's name is reduced to a plain file name inside the uploads folder
+    r = served.upload(clips["short"], name="../../x/ev\x01il;$(id).MP4")
+    assert r.status_code == 200 and r.json()["name"] == "evil__(id).mp4"
+    assert [p.name for p in served.queue.uploads.rglob("*.mp4")] == ["evil__(id).mp4"]
+    served.client.post(f"/api/jobs/{r.json()['id']}/cancel", headers=POST)
     r = served.client.post("/api/add", json={"root": 0, "path": "sub/in.mp4"}, headers=POST)
     assert r.status_code == 200 and r.json()["name"] == "root/sub/in.mp4"
-    assert [j["name"] for j in served.client.get("/api/jobs").json()["jobs"]] == ["root/sub/in.mp4"]
+    names = [j["name"] for j in served.client.get("/api/jobs").json()["jobs"]]
+    assert names == ["evil__(id).mp4", "root/sub/in.mp4"]
 
 
 def test_cancel_retry_and_remove(served, clips):

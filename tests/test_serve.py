@@ -247,6 +247,8 @@ def test_state_changes_need_a_same_origin_post(served):
     assert served.client.post(jobs, headers=POST).status_code == 404  # let through: no such job
     assert served.client.get("/api/jobs", headers={"Host": "evil.example"}).status_code == 403
     assert served.client.delete("/api/jobs/0/cancel", headers=POST).status_code == 403
+    for body in (b"[1]", b"not json"):
+        assert served.client.post("/api/add", content=body, headers=POST).status_code == 400
 
 
 def test_an_interrupted_upload_leaves_no_job_and_no_file(served, clips):

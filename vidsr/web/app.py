@@ -195,6 +195,15 @@ def create_app(
         overrides.update({k: str(v) for k, v in (source.get("overrides") or {}).items() if v})
         return JobOptions(source.get("preset") or None, overrides)
 
+    async def json_body(request: Request) -> dict:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(400, "expected a JSON object") from None
+        if not isinstance(body, dict):
+            raise HTTPException(400, "expected a JSON object")
+        return body
+
     @app.exception_handler(FieldErrors)
     async def _field_errors(request: Request, e: FieldErrors):
         return field_errors(e)
@@ -250,7 +259,7 @@ def create_app(
     @app.post("/api/check")
     async def check(request: Request):
         """The options of a job about to be uploaded: errors by field, before any byte moves."""
-        body = await request.json()
+        body = await json_body(request)
         name = safe_name(str(body.get("name", ""))) if body.get("name") else "x.mp4"
         resolve_job(jobs.serve.values, options_from(body), roots, Path(name).suffix)
         return {"ok": True}
@@ -262,6 +271,8 @@ def create_app(
         options = options_from(query)
         resolve_job(jobs.serve.values, options, roots, Path(name).suffix)  # FieldErrors: 422
         length = request.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            raise HTTPException(400, "bad Content-Length")
         if length is not None and int(length) > max_upload:
             raise HTTPException(413, f"larger than the upload limit ({max_upload >> 20} MiB)")
         free = shutil.disk_usage(jobs.uploads).free
@@ -299,7 +310,7 @@ def create_app(
 
     @app.post("/api/add")
     async def add(request: Request):
-        body = await request.json()
+        body = await json_body(request)
         try:
             root, rel = int(body.get("root", 0)), str(body.get("path", ""))
         except (TypeError, ValueError):

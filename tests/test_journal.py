@@ -75,3 +75,27 @@ def test_schema_is_versioned(tmp_path):
 def test_readonly_needs_an_existing_journal(tmp_path):
     with pytest.raises(OutputError, match="no job journal"):
         Journal(tmp_path / "missing.sqlite", readonly=True)
+
+
+def test_a_v2_journal_gains_the_options_column_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "jobs.sqlite"
+    with Journal(path) as j:
+        j.offer("/in/a", "a", 1, 1)
+    db = sqlite3.connect(path)  # back to schema 2: no options column
+    db.execute("ALTER TABLE jobs DROP COLUMN options")
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    with Journal(path, readonly=True) as j:  # `vidsr jobs` reads a v2 journal as it is
+        assert [(r.name, r.options) for r in j.jobs()] == [("a", None)]
+    with Journal(path) as j:
+        assert j.add("/in/b", "b", 2, 2, '{"preset": "fast"}') == "queued"
+        assert [(r.name, r.state, r.options) for r in j.jobs()] == [
+            ("a", "queued", None),
+            ("b", "queued", '{"preset": "fast"}'),
+        ]
+        j.start("/in/b")
+        assert j.add("/in/b", "b", 2, 2, None) == "busy" and not j.remove("/in/b")
+        j.finish("/in/b", output="/out/b", frames=1, fps=1.0)
+        assert j.retry("/in/b") and j.get("/in/b").state == "queued"
+        assert j.remove("/in/b") and j.get("/in/b") is None

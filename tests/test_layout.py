@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "vidsr"
 # At the top only what every part shares; the rest lives in its room.
 TOP_LEVEL = {"__init__", "__main__", "api", "config", "errors"}
-ROOMS = {"cli", "media", "models", "upscale", "jobs", "quality", "train"}
+ROOMS = {"cli", "media", "models", "upscale", "jobs", "quality", "train", "web"}
 
 
 def module_names() -> dict[str, Path]:

@@ -2,7 +2,7 @@
 
 Failures are handled once, in VidsrGroup: a VidsrError (or a click usage error) is one line on
 stderr and its exit code, Ctrl-C and SIGTERM stop cleanly with 130 and 143. Every command
-lives in its own module here (upscale, watch and jobs, train/eval/export, compare, bench, the
+lives in its own module here (upscale, watch and jobs, serve, train/eval/export, compare, bench, the
 catalog: models, presets, sample); the upscale options are declared once (vidsr.config.OPTIONS)
 and vidsr.cli.options puts them on each command that takes them.
 """
@@ -24,6 +24,7 @@ from .catalog import models, presets, sample
 from .compare import compare
 from .evaluate import evaluate
 from .probe import probe
+from .serve import serve
 from .train import export, train
 from .upscale import upscale
 from .watch import jobs, watch
@@ -97,8 +98,8 @@ def main(offline: bool) -> None:
 
 
 # Each command lives in the module of its name and imports nothing back from this one.
-for _command in (upscale, watch, jobs, train, evaluate, export, compare, bench, sample, presets,
-                 models, probe):  # fmt: skip
+for _command in (upscale, watch, serve, jobs, train, evaluate, export, compare, bench, sample,
+                 presets, models, probe):  # fmt: skip
     main.add_command(_command)
 
 

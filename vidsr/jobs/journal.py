@@ -4,6 +4,8 @@ The journal is the single source of truth across crashes: a row is `queued`, `ru
 `failed` or `skipped` (it did not open as a video; looked at again when it changes), and it
 remembers the size and mtime of the version it describes, so a file that
 changes afterwards is recognised as new work while an unchanged one is never redone.
+A job added through `vidsr serve` carries its own options (a preset and overrides, as JSON);
+the watcher's own rows have none and run with the watcher's options.
 WAL mode lets `vidsr jobs` read while a watcher writes.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from ..errors import OutputError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -33,7 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at  REAL,
     finished_at REAL,
     frames      INTEGER,
-    fps         REAL
+    fps         REAL,
+    options     TEXT               -- JSON: this job's preset and overrides (vidsr serve)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, next_try);
 """
@@ -55,6 +58,7 @@ class Job:
     finished_at: float | None
     frames: int | None
     fps: float | None
+    options: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,11 +124,15 @@ class Journal:
                 f"job journal {self.path} has schema {version}, newer than this vidsr "
                 f"understands ({SCHEMA_VERSION}); upgrade vidsr"
             )
-        if version == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION or (readonly and version == 2):  # v2 reads as v3
             return
         if readonly:
             raise OutputError(f"job journal {self.path} is empty or from an older vidsr")
         with self._tx():
+            if version == 2:  # v3 adds the options column
+                self._db.execute("ALTER TABLE jobs ADD COLUMN options TEXT")
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                return
             if version == 1:  # v2 adds the 'skipped' state: SQLite cannot alter a CHECK
                 self._db.execute("ALTER TABLE jobs RENAME TO jobs_v1")
                 self._db.execute("DROP INDEX IF EXISTS jobs_state")
@@ -133,7 +141,8 @@ class Journal:
                 if statement.strip():
                     self._db.execute(statement)
             if version == 1:
-                self._db.execute("INSERT INTO jobs SELECT * FROM jobs_v1")
+                columns = ", ".join(f for f in Job.__dataclass_fields__ if f != "options")
+                self._db.execute(f"INSERT INTO jobs ({columns}) SELECT * FROM jobs_v1")
                 self._db.execute("DROP TABLE jobs_v1")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -221,6 +230,46 @@ class Journal:
                 (size, mtime_ns, now, path),
             )
             return "queued"
+
+    def add(self, path: str, name: str, size: int, mtime_ns: int, options: str | None) -> str:
+        """A job asked for by hand (vidsr serve): queued afresh with `options`, whatever this
+        version's past, since a person asked for it again. Returns "queued", or "busy" when it
+        is running now."""
+        now = time.time()
+        with self._tx():
+            job = self.get(path)
+            if job is not None and job.state == "running":
+                return "busy"
+            self._db.execute(
+                "INSERT INTO jobs (path, name, size, mtime_ns, state, queued_at, options)"
+                " VALUES (?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (path) DO UPDATE SET"
+                " name = excluded.name, size = excluded.size, mtime_ns = excluded.mtime_ns,"
+                " state = 'queued', attempts = 0, last_error = NULL, next_try = 0,"
+                " queued_at = excluded.queued_at, started_at = NULL, finished_at = NULL,"
+                " frames = NULL, fps = NULL, options = excluded.options",
+                (path, name, size, mtime_ns, now, options),
+            )
+            return "queued"
+
+    def retry(self, path: str) -> bool:
+        """A failed, skipped or done job queued again now, its attempts reset. False if it is
+        queued or running already (or unknown)."""
+        with self._tx():
+            cur = self._db.execute(
+                "UPDATE jobs SET state = 'queued', attempts = 0, last_error = NULL, next_try = 0,"
+                " queued_at = ?, started_at = NULL, finished_at = NULL"
+                " WHERE path = ? AND state IN ('failed', 'skipped', 'done')",
+                (time.time(), path),
+            )
+            return cur.rowcount == 1
+
+    def remove(self, path: str) -> bool:
+        """Forget a job that is not running (its output, if any, stays). False if running."""
+        with self._tx():
+            cur = self._db.execute(
+                "DELETE FROM jobs WHERE path = ? AND state != 'running'", (path,)
+            )
+            return cur.rowcount == 1
 
     def start(self, path: str) -> None:
         # The attempt counts from the start, so a file that crashes the process still runs out

@@ -48,7 +48,7 @@ RESCAN_SECS = 30.0  # with file events, a full rescan still runs this often in c
 
 @dataclass(frozen=True)
 class WatchConfig:
-    inbox: Path
+    inbox: Path | None  # None: no folder to watch (vidsr serve without --inbox)
     out: Path
     upscale: UpscaleConfig = field(default_factory=UpscaleConfig)  # what every job runs with
     stable_secs: float = 5.0
@@ -116,7 +116,8 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise OutputError(
-                f"another `vidsr watch` is already writing into {lock_file.parent.parent}"
+                "another `vidsr watch` or `vidsr serve` is already writing into "
+                f"{lock_file.parent.parent}"
             ) from None
         yield
 
@@ -153,7 +154,7 @@ class Watcher:
 
     def __init__(self, config: WatchConfig):
         self.config = config
-        self.inbox = config.inbox.resolve()
+        self.inbox = config.inbox.resolve() if config.inbox is not None else None
         self.out = config.out.resolve()
         self.move_to = config.move_to.resolve() if config.move_to else None
         self.stop = threading.Event()  # take no new work
@@ -176,9 +177,9 @@ class Watcher:
 
     def _check(self) -> None:
         c = self.config
-        if not self.inbox.is_dir():
+        if self.inbox is not None and not self.inbox.is_dir():
             raise InputError(f"inbox {c.inbox} is not a folder")
-        if _inside(self.inbox, self.out):
+        if self.inbox is not None and _inside(self.inbox, self.out):
             raise OutputError(f"--out {c.out} must not be the inbox or contain it")
         if self.move_to is not None and _inside(self.move_to, self.out):
             raise OutputError("--on-done move:DIR must not be inside --out")
@@ -224,7 +225,7 @@ class Watcher:
     # -- noticing files --------------------------------------------------------------------------
 
     def _eligible(self, path: Path) -> bool:
-        if not _inside(path, self.inbox) or path == self.inbox:
+        if self.inbox is None or not _inside(path, self.inbox) or path == self.inbox:
             return False
         if _inside(path, self.out) or (self.move_to is not None and _inside(path, self.move_to)):
             return False
@@ -236,6 +237,8 @@ class Watcher:
         return path.is_file()  # a FIFO or device with a video's name would block the reader
 
     def _scan(self) -> Iterator[Path]:
+        if self.inbox is None:
+            return
         for root, dirs, files in os.walk(self.inbox):
             here = Path(root)
             # Pruning DIR here (not only filtering) keeps us from walking our own outputs.
@@ -342,7 +345,7 @@ class Watcher:
             # Replace an existing output only when it is this input's own earlier result.
             overwrite = job.output == str(dst)
             log.info("%s: upscaling -> %s (attempt %d)", job.name, dst, job.attempts + 1)
-            future = pool.submit(self._upscale, src, dst, info, overwrite)
+            future = pool.submit(self._upscale, job, src, dst, info, overwrite)
             future.add_done_callback(lambda _: self._wake.put(None))
             self._running[future] = (job.path, dst)
 
@@ -364,7 +367,7 @@ class Watcher:
         """The output name: this input's own earlier output, else the first name nobody holds."""
         if job.output and _inside(Path(job.output), self.out):
             return Path(job.output)
-        base = output_for(src, self.inbox, self.out, self.config.upscale.container, self._tag)
+        base = self._default_target(job, src)
         dst, n = base, 1
         while self.journal.owner_of(str(dst)) not in (None, job.path) or dst.exists():
             n += 1
@@ -375,9 +378,15 @@ class Watcher:
             log.warning("%s: %s is %s; writing %s", job.name, base.name, held, dst.name)
         return dst
 
-    def _upscale(self, src: Path, dst: Path, info: VideoInfo, overwrite: bool) -> UpscaleResult:
+    def _default_target(self, job: Job, src: Path) -> Path:
+        """Where a job's output goes unless that name is taken (vidsr serve: its own rule)."""
+        return output_for(src, self.inbox, self.out, self.config.upscale.container, self._tag)
+
+    def _upscale(
+        self, job: Job, src: Path, dst: Path, info: VideoInfo, overwrite: bool
+    ) -> UpscaleResult:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        progress = LogLines(str(src.relative_to(self.inbox)), emit=log.info)  # frames, fps, ETA
+        progress = LogLines(job.name, emit=log.info)  # frames, fps, ETA
         return self.runner.run_one(src, dst, info=info, overwrite=overwrite, progress=progress)
 
     def _collect(self) -> None:
@@ -388,8 +397,7 @@ class Watcher:
             try:
                 result = future.result()
             except Cancelled:
-                self.journal.requeue(key)
-                log.info("%s: abandoned (no output written); it runs again next time", name)
+                self._abandoned(key, name)
                 continue
             except Exception as e:  # noqa: BLE001 - one bad file must never stop the watcher
                 if not isinstance(e, VidsrError):
@@ -403,6 +411,11 @@ class Watcher:
             self._after_done(Path(key), name)
             if Path(key).exists():
                 self._consider(Path(key))  # it may have changed while it ran
+
+    def _abandoned(self, key: str, name: str) -> None:
+        """A job stopped by a shutdown: back to the queue, without counting the attempt."""
+        self.journal.requeue(key)
+        log.info("%s: abandoned (no output written); it runs again next time", name)
 
     def _record_failure(self, key: str, name: str, message: str) -> None:
         c = self.config
@@ -532,7 +545,7 @@ class Watcher:
     def _loop(self) -> None:
         c = self.config
         tick = min(0.5, max(0.05, c.stable_secs / 4))
-        use_events = not (c.poll or c.once)
+        use_events = not (c.poll or c.once) and self.inbox is not None
         events = None
         if use_events:
             self._events_alive = True
@@ -540,7 +553,7 @@ class Watcher:
             events.start()
         log.info(
             "watching %s -> %s (%s)",
-            self.inbox,
+            self.inbox or "no inbox",
             self.out,
             "once" if c.once else "events" if use_events else "polling",
         )

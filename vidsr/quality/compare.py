@@ -323,3 +323,38 @@ def _reference(path: Path | None, rgb, scale: int, t: float | None):
             f"it must be {scale}x the input ({w * scale}x{h * scale})"
         )
     return ref
+
+
+# -- before and after, for the page of `vidsr serve` ---------------------------------------------
+
+
+@dataclass
+class BeforeAfter:
+    before: object  # (P*s, P*s, 3) uint8: the crop enlarged by a plain bicubic resize
+    after: object  # the same crop through the model, at 1:1
+    crop: tuple[int, int]  # (y, x) in source pixels
+    size: int  # the crop's side in source pixels
+    scale: int
+    time: float | None
+
+
+def before_after(input: Path, config, *, at: float | None = None, crop_size: int = 128,
+                 engines=None) -> BeforeAfter:  # fmt: skip
+    """The most detailed crop of the frame at `at` (the middle by default), enlarged by bicubic
+    and by `config`'s model at the model's own scale: what a before/after slider shows."""
+    import numpy as np
+    from PIL import Image
+
+    from ..config import UpscaleConfig
+    from ..jobs.batch import EngineCache
+
+    rgb, t = load_frame(Path(input), at)
+    size = min(crop_size, rgb.shape[0], rgb.shape[1])
+    ((y, x),) = detailed_crops(rgb, size, 1)
+    model = UpscaleConfig(model=config.model, weights=config.weights, device=config.device)
+    engine = (engines or EngineCache()).get(model)
+    after = upscale_region(engine, rgb, y, x, size)
+    side = size * engine.scale
+    crop = Image.fromarray(np.ascontiguousarray(rgb[y : y + size, x : x + size]))
+    before = np.asarray(crop.resize((side, side), Image.Resampling.BICUBIC))
+    return BeforeAfter(before, after, (y, x), size, engine.scale, t)

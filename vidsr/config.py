@@ -12,7 +12,7 @@ from .errors import ConfigError
 from .models.records import ALL_MODELS, BUILTIN_MODELS, COMMUNITY
 
 AUTO = "auto"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda")
 MIN_TILE = 16  # input pixels: below this the context dwarfs a tile's core (vidsr.upscale.tiling)
 
@@ -338,7 +338,9 @@ OPTIONS: tuple[Option, ...] = (
            "1080p -> 4K); the model runs at its own scale, then an antialiased resize.  [default: "
            "the model's scale]", parse_outscale, None, metavar="S"),
     Option("device", ("--device",), "auto, cpu, cuda or cuda:N.", parse_device, "auto"),
-    Option("precision", ("--precision",), "auto, fp32, bf16 or fp16.", parse_precision, "auto"),
+    Option("precision", ("--precision",), "auto, fp32, bf16, fp16 (CUDA) or int8 (CPU, built-in "
+           "models, needs vidsr[int8]); auto: fp16 on CUDA, bf16 on a CPU with native bf16, "
+           "else int8 where installed, else fp32.", parse_precision, "auto"),
     Option("batch_size", ("--batch-size",), "Frames per model call, or auto (what fits the free "
            "device memory; 1 on a CPU).", parse_batch, "auto", metavar="auto|N"),
     Option("tile", ("--tile",), "auto (tiles only when memory runs out), off, or a tile size in "

@@ -108,13 +108,13 @@ def export_onnx(
     net = prepare(name, weights, fp16=fp16)
     example = torch.rand(1, 3, 32, 32, dtype=torch.float16 if fp16 else torch.float32)
     with atomic_path(dst) as tmp:
-        _write(net, example, tmp, opset)
+        write_graph(net, example, tmp, opset)
     return OnnxExported(
         dst, name, str(weights or "shipped"), fp16, opset, dst.stat().st_size, sha256_of(dst)
     )
 
 
-def _write(net: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+def write_graph(net: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
     axes = {INPUT: {0: "batch", 2: "height", 3: "width"}}
     axes[OUTPUT] = {0: "batch", 2: "out_height", 3: "out_width"}
     with warnings.catch_warnings(), torch.no_grad():
@@ -133,4 +133,4 @@ def _write(net: nn.Module, example: torch.Tensor, path: Path, opset: int) -> Non
         )
 
 
-__all__ = ["OPSET", "OnnxExported", "export_onnx", "prepare", "resolve_source"]
+__all__ = ["OPSET", "OnnxExported", "export_onnx", "prepare", "resolve_source", "write_graph"]

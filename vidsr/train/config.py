@@ -106,7 +106,7 @@ class TrainConfig:
         "pixel_loss": ("mse", "l1", "charbonnier"),  # vidsr.train.losses.PIXEL_LOSSES
         "gan_loss": ("bce", "ragan"),  # vidsr.train.losses.GAN_LOSSES
         "lr_schedule": ("step", "cosine"),
-        "precision": PRECISIONS,
+        "precision": tuple(p for p in PRECISIONS if p != "int8"),  # int8 is for inference
     }
 
     def __post_init__(self) -> None:

@@ -28,9 +28,16 @@ from torch.nn import functional as F
 from ..config import MIN_TILE
 from ..errors import VidsrError
 from ..models import fold_batchnorm
+from .int8 import Int8Network, int8_available, int8_supported
 from .tiling import context_pixels, upscale_tiled
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# int8 runs in OpenVINO (vidsr.upscale.int8); the engine hands it float32.
+_DTYPES = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "int8": torch.float32,
+}
 
 
 @cache
@@ -171,18 +178,25 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_precision(precision: str, device: torch.device, *, has_parameters: bool = True) -> str:
+def resolve_precision(
+    precision: str, device: torch.device, *, has_parameters: bool = True, int8: bool = False
+) -> str:
     """A parsed --precision for this device: auto picks fp16 on CUDA, bf16 on a CPU that has it
-    natively, fp32 otherwise (and for networks without weights)."""
+    natively, else int8 where `int8` says the network can (a built-in one, OpenVINO installed),
+    fp32 otherwise (and for networks without weights)."""
     if precision != "auto":
         if device.type == "cpu" and precision == "fp16":
             raise VidsrError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        if device.type != "cpu" and precision == "int8":
+            raise VidsrError("--precision int8 runs on the CPU only; use fp16 on CUDA")
         return precision
     if not has_parameters:
         return "fp32"  # interpolation baselines are cheap; keep them exact
     if device.type == "cuda":
         return "fp16"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if cpu_has_fast_bf16():
+        return "bf16"
+    return "int8" if int8 else "fp32"
 
 
 @dataclass(frozen=True)
@@ -220,9 +234,12 @@ class Engine:
     ):
         self.device = resolve_device(device)
         has_params = any(True for _ in model.parameters())
-        self.precision = resolve_precision(precision, self.device, has_parameters=has_params)
+        int8 = precision == "auto" and int8_supported(model) and int8_available()
+        self.precision = resolve_precision(
+            precision, self.device, has_parameters=has_params, int8=int8
+        )
         self.notes: list[str] = []  # choices made for the user, said once per run
-        self._limit_precision(model)
+        self._limit_precision(model, has_params)
         self.dtype = _DTYPES[self.precision]
         self.range = ValueRange(*value_range)
         self.scale = int(getattr(model, "scale", 4))
@@ -239,12 +256,20 @@ class Engine:
         model = fold_batchnorm(model)
         self.model = model.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
         self.pad = context_pixels(self.model)
-        self._run = self.model if compile is None else torch.compile(self.model, mode=compile)
+        if self.precision == "int8":  # self.model stays: the memory probe and tiling read it
+            self._run = Int8Network(model, value_range=value_range, threads=threads)
+        elif compile is None:
+            self._run = self.model
+        else:
+            self._run = torch.compile(self.model, mode=compile)
         self._per_pixel: float | None = None  # activation bytes per input pixel, once measured
         self._memory_tiles: dict[tuple[int, int, int], int | None] = {}
 
-    def _limit_precision(self, model: nn.Module) -> None:
+    def _limit_precision(self, model: nn.Module, has_params: bool = True) -> None:
         """Reduced precision only where the architecture tolerates it (spandrel says which)."""
+        if self.precision == "int8" and not has_params:
+            self.notes.append(f"{type(model).__name__} has no weights to quantise: fp32")
+            self.precision = "fp32"
         supported = {"fp16": "supports_half", "bf16": "supports_bfloat16"}.get(self.precision)
         if supported and not getattr(model, supported, True):
             self.notes.append(f"{type(model).__name__} does not run in {self.precision}: fp32")

@@ -1,0 +1,158 @@
+"""`--precision int8` on the CPU: a built-in network with its residual blocks' convolutions in
+int8, run by OpenVINO.
+
+The path, chosen by measurement (README "Speed", benchmarks/int8.py):
+
+- The network, BatchNorm folded, is exported to ONNX (vidsr.models.onnx), and ONNX Runtime's
+  static quantiser puts QuantizeLinear/DequantizeLinear pairs (QDQ) on it: weights int8 per output
+  channel, activations uint8 per tensor, ranges from MinMax calibration on the 18 LR crops that
+  ship in vidsr/weights/calibration.npz (training/make_calibration.py; never Set5/Set14).
+- Only the residual blocks' convolutions are quantised (82% of the fast model's multiply-adds, 53%
+  of SRResNet's). Quantised one at a time on Set5 (fast), the trunk's tail conv cost 0.38 dB and
+  the sub-pixel upsampling conv 0.53 dB and tripled the grid index, a block conv 0.00-0.03 dB; so
+  the head, the trunk tail and the upsampling convs stay fp32. PReLU, the residual adds and
+  PixelShuffle (DepthToSpace) run in fp32 between the int8 convs, which OpenVINO fuses into them.
+- OpenVINO runs the QDQ graph with int8 kernels (AVX2, AVX512 or VNNI, whatever the CPU has).
+  ONNX Runtime ran the same graph half as fast and 0.4 dB worse here; NNCF's default quantisation
+  of every conv was 1.6 dB worse; torch's own x86 PT2E quantiser now lives in torchao and needs
+  torch.compile, which was not tried.
+
+Quantising takes a second or two per Engine (export, calibration, compile); nothing is cached.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import VidsrError
+from ..models.records import WEIGHTS_DIR
+from ..models.srresnet import SRResNet
+
+CALIBRATION = WEIGHTS_DIR / "calibration.npz"
+QUANTISED = "/blocks/"  # ONNX node names of the convs that run in int8: SRResNet.blocks
+INSTALL = "pip install 'vidsr[int8]'"
+
+
+def int8_available() -> bool:
+    """Whether OpenVINO and ONNX Runtime's quantiser are installed."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def int8_supported(model: nn.Module) -> bool:
+    """int8 is for vidsr's own networks (SRResNet: fast, srresnet, srgan, real)."""
+    return isinstance(model, SRResNet)
+
+
+def calibration_crops(value_range: tuple[float, float] = (0.0, 1.0)) -> list[np.ndarray]:
+    """The shipped LR crops as (1, 3, 64, 64) float32 in the network's pixel range."""
+    with np.load(CALIBRATION) as data:
+        crops = data["crops"]
+    low, high = value_range
+    x = crops.astype(np.float32).transpose(0, 3, 1, 2) * ((high - low) / 255.0) + low
+    return [c[None] for c in x]
+
+
+def quantise(model: nn.Module, dst: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> Path:
+    """Write the QDQ-quantised ONNX graph of `model` (folded, fp32, eval) to `dst`."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..models.onnx import OPSET, write_graph
+
+    crops = calibration_crops(value_range)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.crops = iter(crops)
+
+        def get_next(self):
+            crop = next(self.crops, None)
+            return None if crop is None else {"input": crop}
+
+    fp32, pre = dst.with_suffix(".fp32.onnx"), dst.with_suffix(".pre.onnx")
+    write_graph(model, torch.from_numpy(crops[0]), fp32, OPSET)
+    quant_pre_process(str(fp32), str(pre))
+    import onnx
+
+    convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]
+    if not any(QUANTISED in name for name in convs):
+        raise VidsrError("int8: the network has no residual blocks to quantise")
+    quantize_static(
+        str(pre),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["Conv"],
+        nodes_to_exclude=[name for name in convs if QUANTISED not in name],
+    )
+    return dst
+
+
+class Int8Network:
+    """An SRResNet quantised (see the module doc) and compiled by OpenVINO for this CPU; called
+    like the network: float (N, 3, H, W) -> float (N, 3, sH, sW), any size."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        threads: int | None = None,
+    ):
+        if not int8_supported(model):
+            raise VidsrError(
+                f"--precision int8 is for vidsr's built-in models (fast, srresnet, srgan, real), "
+                f"not {type(model).__name__}; use fp32 or bf16"
+            )
+        if not int8_available():
+            raise VidsrError(f"--precision int8 needs OpenVINO and ONNX Runtime: {INSTALL}")
+        import openvino as ov
+
+        self.scale = model.scale
+        model = model.float().eval()
+        with tempfile.TemporaryDirectory(prefix="vidsr-int8-") as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's and quantiser's advice
+            path = quantise(model, Path(tmp) / "int8.onnx", value_range)
+            core = ov.Core()
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
+            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # one request, reused: calls from several threads queue
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        with self._lock:
+            y = self._request.infer({0: array})[0]  # a copy: the request's buffer is reused
+        return torch.from_numpy(y)
+
+
+__all__ = [
+    "CALIBRATION",
+    "Int8Network",
+    "calibration_crops",
+    "int8_available",
+    "int8_supported",
+    "quantise",
+]

@@ -500,6 +500,12 @@ class UpscaleConfig:
             raise ConfigError("--skip-existing", "cannot be combined with --overwrite")
         if not 0 <= self.segment_seconds < float("inf"):
             raise ConfigError("segment_seconds", "must be 0 (one pass) or more")
+        if self.precision == "int8" and self.device.startswith("cuda"):
+            raise ConfigError("--precision", "int8 runs on the CPU only; use fp16 on CUDA")
+        if self.precision == "int8" and model in COMMUNITY:
+            raise ConfigError(
+                "--precision", "int8 is for the built-in models (fast, srresnet, srgan, real)"
+            )
         if self.ray is not None and self.device.startswith("cuda:"):
             raise ConfigError("--device", "not cuda:N with --ray: Ray gives each worker its GPU")
         if self.segment_seconds == 0 and (self.start is not None or self.duration is not None):

@@ -180,7 +180,9 @@ def _network(model: str, weights: Path | None):
         from ..models.weights import load_network
 
         return load_network(model, weights)[0]
-    return build_model(model)
+    with torch.random.fork_rng():  # the same random weights every run: int8 caches its graph
+        torch.manual_seed(0)
+        return build_model(model)
 
 
 def _measure(

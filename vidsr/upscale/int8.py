@@ -17,11 +17,15 @@ The path, chosen by measurement (README "Speed", benchmarks/int8.py):
   of every conv was 1.6 dB worse; torch's own x86 PT2E quantiser now lives in torchao and needs
   torch.compile, which was not tried.
 
-Quantising takes a second or two per Engine (export, calibration, compile); nothing is cached.
+Quantising takes 5-20 s on 2 cores (export, calibration); the quantised graph is kept in the
+cache (`$VIDSR_CACHE/int8`, else ~/.cache/vidsr/models/int8), by a hash of the weights, the
+calibration crops, the pixel range and the quantiser's version, so later runs only compile it
+(under a second).
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import threading
 import warnings
@@ -37,6 +41,7 @@ from ..models.srresnet import SRResNet
 
 CALIBRATION = WEIGHTS_DIR / "calibration.npz"
 QUANTISED = "/blocks/"  # ONNX node names of the convs that run in int8: SRResNet.blocks
+RECIPE = 1  # raised whenever quantise() changes what it writes: old cached graphs are not used
 INSTALL = "pip install 'vidsr[int8]'"
 
 
@@ -108,6 +113,36 @@ def quantise(model: nn.Module, dst: Path, value_range: tuple[float, float] = (0.
     return dst
 
 
+def graph_key(model: nn.Module, value_range: tuple[float, float]) -> str:
+    """What the quantised graph depends on, hashed: weights, calibration, range, tool versions."""
+    import onnxruntime
+
+    h = hashlib.sha256(f"{RECIPE} {onnxruntime.__version__} {value_range}".encode())
+    h.update(CALIBRATION.read_bytes())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def cache_path(model: nn.Module, value_range: tuple[float, float]) -> Path:
+    """Where the quantised graph of `model` is kept between runs."""
+    from ..models.download import cache_dir
+
+    return cache_dir() / "int8" / f"{graph_key(model, value_range)}.onnx"
+
+
+def _keep(made: Path, path: Path) -> None:
+    """Copy a new graph into the cache; a cache that cannot be written only costs time."""
+    from ..media.staging import atomic_path
+
+    try:
+        with atomic_path(path) as dst:
+            dst.write_bytes(made.read_bytes())
+    except (OSError, VidsrError):
+        pass
+
+
 class Int8Network:
     """An SRResNet quantised (see the module doc) and compiled by OpenVINO for this CPU; called
     like the network: float (N, 3, H, W) -> float (N, 3, sH, sW), any size."""
@@ -130,14 +165,21 @@ class Int8Network:
 
         self.scale = model.scale
         model = model.float().eval()
-        with tempfile.TemporaryDirectory(prefix="vidsr-int8-") as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's and quantiser's advice
-            path = quantise(model, Path(tmp) / "int8.onnx", value_range)
-            core = ov.Core()
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-            if threads:
-                config["INFERENCE_NUM_THREADS"] = threads
+        core = ov.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        path = cache_path(model, value_range)
+        self.cached = path.is_file()  # False: quantised now (and kept for the next run)
+        if self.cached:
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        else:
+            with tempfile.TemporaryDirectory(prefix="vidsr-int8-") as tmp:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the exporter's and quantiser's advice
+                    made = quantise(model, Path(tmp) / "int8.onnx", value_range)
+                _keep(made, path)
+                self.compiled = core.compile_model(core.read_model(str(made)), "CPU", config)
         self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one request, reused: calls from several threads queue
 
@@ -151,7 +193,9 @@ class Int8Network:
 __all__ = [
     "CALIBRATION",
     "Int8Network",
+    "cache_path",
     "calibration_crops",
+    "graph_key",
     "int8_available",
     "int8_supported",
     "quantise",

@@ -2,7 +2,7 @@
 AVX2-only CPU would run it, in one run. Prints a markdown table.
 
     .venv/bin/python benchmarks/int8.py                                # fast 320x180, ~5 min
-    .venv/bin/python benchmarks/int8.py --model srresnet --size 160x90
+    .venv/bin/python benchmarks/int8.py --model srresnet --size 160x90 --frames 6 --model-only
 
 Every measurement runs in its own subprocess. "AVX2" caps the instruction sets of both libraries
 that run the convolutions: ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN in torch, and OpenVINO's copy of it:
@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--size", default="320x180")
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--model-only", action="store_true", help="skip the pipeline (vidsr bench)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -122,7 +123,7 @@ def main() -> None:
         base = models["vidsr fp32"]
         for name, fps in models.items():
             pipe, ratio = "—", "—"
-            if name.startswith("vidsr"):
+            if name.startswith("vidsr") and not args.model_only:
                 r = run([*bench, "--precision", name.split()[1]], env)
                 if "error" in r:
                     pipe = r["error"]

@@ -88,7 +88,7 @@ def _temporals(text: str) -> list[float]:
     type=parsed("precision"),
     default="fp32",
     show_default=True,
-    help="fp32 (exact numbers), bf16 or fp16.",
+    help="fp32 (exact numbers), bf16, fp16 (CUDA) or int8 (CPU, built-in models).",
 )
 @click.option("--shave", default=4, show_default=True, help="Border pixels left out of the scores.")
 @click.option(

@@ -9,8 +9,9 @@ that run the convolutions: ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN in torch, and OpenVIN
 its int8 convs then run as jit_avx2_I8, no VNNI) and ATEN_CPU_CAPABILITY=avx2 (torch's own
 kernels). Model fps: vidsr's Engine at each precision (uint8 frame in and out) and OpenVINO fp32
 on the same network (random seeded weights, BatchNorm folded, exported to ONNX), interleaved in
-one process per ISA. Pipeline fps: `vidsr bench --json` (decode, model, x264, mux), whose own
-model fps gives the pipeline / model ratio.
+one process per ISA. Pipeline fps: `vidsr bench --json` (decode, model, x264, mux) with its
+default `--temporal auto` (the stabiliser) and with it off; bench's own model fps gives the
+pipeline / model ratios.
 Needs openvino (pip install 'vidsr[int8]').
 """
 
@@ -107,7 +108,8 @@ def main() -> None:
           f"average {load}; {args.model} {args.size}; model: {args.frames} frames, best of "
           f"{args.rounds} interleaved rounds; pipeline: vidsr bench, best of 2")  # fmt: skip
     print()
-    print("| ISA | what | model fps | model vs fp32 | pipeline fps | pipeline / model |")
+    print("| ISA | what | model fps | model vs fp32 | pipeline fps (--temporal auto / off) "
+          "| pipeline / model (auto / off) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     bench = [*VIDSR, "bench", "--model", args.model, "--size", args.size, "--frames",
              str(args.frames), "--json"]  # fmt: skip
@@ -128,8 +130,9 @@ def main() -> None:
                 if "error" in r:
                     pipe = r["error"]
                 else:
-                    pipe = f"{r['pipeline_fps']:.2f}"
-                    ratio = f"{r['pipeline_fps'] / r['model_fps']:.2f}"
+                    pipe = f"{r['pipeline_fps']:.2f} / {r['steady_off_fps']:.2f}"
+                    ratio = (f"{r['pipeline_fps'] / r['model_fps']:.2f} / "
+                             f"{r['steady_off_fps'] / r['model_fps']:.2f}")  # fmt: skip
             print(f"| {isa} | {name} | {fps:.2f} | {fps / base:.2f}x | {pipe} | {ratio} |",
                   flush=True)  # fmt: skip
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())

@@ -118,3 +118,12 @@ def test_calibration_crops_ship_and_are_not_the_benchmarks():
     assert 0.0 <= min(c.min() for c in crops) and max(c.max() for c in crops) <= 1.0
     with np.load(CALIBRATION) as d:
         assert not any("Set5" in s or "Set14" in s or "img_0" in s for s in d["sources"])
+
+
+@needs_int8
+def test_auto_engine_takes_int8_for_builtin_networks_only(cache, monkeypatch):
+    monkeypatch.setattr(engine_mod, "cpu_has_fast_bf16", lambda: False)
+    net, value_range = load_network("fast", None)
+    assert Engine(net, device="cpu", value_range=value_range).precision == "int8"
+    other = nn.Sequential(nn.Conv2d(3, 48, 3, padding=1), nn.PixelShuffle(4))
+    assert Engine(other, device="cpu").precision == "fp32"

@@ -234,7 +234,13 @@ class Engine:
     ):
         self.device = resolve_device(device)
         has_params = any(True for _ in model.parameters())
-        int8 = precision == "auto" and int8_supported(model) and int8_available()
+        int8 = (
+            precision == "auto"
+            and self.device.type == "cpu"
+            and not cpu_has_fast_bf16()
+            and int8_supported(model)
+            and int8_available()
+        )
         self.precision = resolve_precision(
             precision, self.device, has_parameters=has_params, int8=int8
         )

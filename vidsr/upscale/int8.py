@@ -29,6 +29,7 @@ import hashlib
 import tempfile
 import threading
 import warnings
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ RECIPE = 1  # raised whenever quantise() changes what it writes: old cached grap
 INSTALL = "pip install 'vidsr[int8]'"
 
 
+@cache
 def int8_available() -> bool:
     """Whether OpenVINO and ONNX Runtime's quantiser are installed."""
     try:

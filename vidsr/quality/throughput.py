@@ -180,7 +180,8 @@ def _network(model: str, weights: Path | None):
         from ..models.weights import load_network
 
         return load_network(model, weights)[0]
-    return build_model(model)
+    net = build_model(model)
+    return net.fuse() if hasattr(net, "fuse") else net  # what inference runs: one conv a layer
 
 
 def _measure(

@@ -68,8 +68,8 @@ def test_model_without_a_record_asks_for_weights(monkeypatch):
         load_generator("srresnet")
 
 
-def test_fast_preset_uses_the_fast_model():
-    assert load_preset("fast").values["model"] == "fast"
+def test_fast_preset_uses_the_real_time_model():
+    assert load_preset("fast").values["model"] == "rt"
 
 
 def test_default_upscale_runs_offline_with_no_flags(tmp_path):

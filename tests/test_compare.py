@@ -46,7 +46,7 @@ def label_bar(sheet, panel, height):
 
 def test_default_models_are_bicubic_and_every_shipped_one(monkeypatch):
     got = [c.model for c in default_contenders()]
-    assert got == ["bicubic", "srresnet", "srgan", "fast", "real"]
+    assert got == ["bicubic", "srresnet", "srgan", "fast", "real", "rt"]
     from vidsr.models import weights
 
     monkeypatch.setattr(weights, "SHIPPED", {"fast": weights.SHIPPED["fast"]})

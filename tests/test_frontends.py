@@ -64,7 +64,7 @@ def test_help_shows_the_presets_real_defaults():
     fast = run("upscale", "--preset", "fast", "--help").output
     assert "[default: fast;" in " ".join(plain.split())
     squashed = " ".join(fast.split())
-    assert "default: fast" in squashed and "default: 23" in squashed and "veryfast" in squashed
+    assert "[default: rt]" in squashed and "default: 23" in squashed and "veryfast" in squashed
 
 
 def test_an_explicit_flag_beats_the_preset_and_a_new_codec_drops_its_crf(clip, monkeypatch):

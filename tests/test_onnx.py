@@ -33,7 +33,7 @@ def export(*args: str):
     return CliRunner().invoke(main, ["export", *args])
 
 
-@pytest.mark.parametrize("name", ["srresnet", "srgan", "fast"])
+@pytest.mark.parametrize("name", ["srresnet", "srgan", "fast", "rt"])
 def test_shipped_model_matches_torch_at_two_sizes(tmp_path, name):
     out = tmp_path / f"{name}.onnx"
     r = export(name, "--onnx", "-o", str(out))

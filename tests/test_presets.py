@@ -76,7 +76,7 @@ def test_cli_lists_and_shows_presets():
 def test_explicit_values_override_the_preset():
     fast = build_config("fast")
     assert (fast.model, fast.batch_size, fast.encode.codec, fast.encode.crf) == (
-        "fast", "auto", "libx264", 23,
+        "rt", "auto", "libx264", 23,
     )  # fmt: skip
     assert fast.container == ".mp4"
     c = build_config("fast", model="bicubic", crf=30, batch_size=1)

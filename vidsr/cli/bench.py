@@ -9,9 +9,10 @@ import click
 
 from .options import options_from, upscale_options
 
-# What shapes the measurement; encoder, span and output options do not apply to a generated clip.
+# What shapes the measurement (the encoder's codec and speed preset included); span and output
+# options do not apply to a generated clip.
 BENCH_OPTIONS = ("model", "weights", "device", "precision", "batch_size", "tile", "memory",
-                 "temporal")  # fmt: skip
+                 "temporal", "codec", "encoder_preset")  # fmt: skip
 
 
 @click.command(context_settings={"show_default": True})

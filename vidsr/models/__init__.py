@@ -18,6 +18,7 @@ _NETWORK_NAMES = {
     "NETWORKS",
     "Bicubic",
     "Discriminator",
+    "RealTimeSR",
     "SRResNet",
     "build_discriminator",
     "build_model",

@@ -11,11 +11,16 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .bicubic import Bicubic
 from .discriminator import Discriminator
+from .ecbsr import RealTimeSR
 from .records import RECORDS, ModelRecord
 from .srresnet import SRResNet
 
 # The classes behind the records' `network` names.
-NETWORKS: dict[str, Callable[..., nn.Module]] = {"srresnet": SRResNet, "bicubic": Bicubic}
+NETWORKS: dict[str, Callable[..., nn.Module]] = {
+    "srresnet": SRResNet,
+    "ecbsr": RealTimeSR,
+    "bicubic": Bicubic,
+}
 # The registry: one record per model (vidsr.models.records), by the name --model takes.
 MODELS: dict[str, ModelRecord] = RECORDS
 
@@ -60,6 +65,7 @@ __all__ = [
     "NETWORKS",
     "Bicubic",
     "Discriminator",
+    "RealTimeSR",
     "SRResNet",
     "build_discriminator",
     "builder_of",

@@ -30,7 +30,7 @@ class Scores:
 @dataclass(frozen=True)
 class ModelRecord:
     name: str  # what --model takes
-    network: str  # the class vidsr.models builds: "srresnet" (SRResNet) or "bicubic"
+    network: str  # the class vidsr.models builds: "srresnet", "ecbsr" (RealTimeSR) or "bicubic"
     arch: dict[str, Any] = field(default_factory=dict)  # its keyword arguments
     description: str = ""
     file: str | None = None  # the shipped weights, in vidsr/weights/; None: none ship
@@ -55,6 +55,7 @@ class ModelRecord:
 
 FAST_ARCH = {"blocks": 8, "channels": 48, "scale": 4, "upsample": "shuffle"}
 SRRESNET_ARCH = {"blocks": 16, "channels": 64, "scale": 4}
+RT_ARCH = {"blocks": 4, "channels": 16, "scale": 4}
 
 # Made with the recipes in vidsr/train/recipes/ and `vidsr export`; the scores are
 # `vidsr eval --model NAME --data Set5|Set14 [--degrade web|legacy] --json`, no --weights.
@@ -106,6 +107,18 @@ RECORDS: dict[str, ModelRecord] = {
             "recipe real from the shipped fast (--degrade real, three quarters compressed"
             " once), 500 steps of L1 on the 2-core CPU",
             Scores(set5=30.09, set14=27.26, web=25.70, legacy=26.06, grid=0.029),
+        ),
+        ModelRecord(
+            "rt",
+            "ecbsr",
+            RT_ARCH,
+            "real-time on a CPU: 4 blocks x 16 channels (ECBSR-style, each block folded into one"
+            " 3x3 conv) plus bicubic",
+            "rt.pt",
+            "7f268bdf7596920ccfb8beaf3b392b870a5caeb621df6595b326681e2446bb1e",
+            "recipe rt from scratch, 12k steps of L1 (batch 32, 128 px crops from the prepared"
+            " cache), lr 1e-3 cosine, one thread of the 2-core CPU, about an hour",
+            Scores(set5=30.54, set14=27.54, web=25.63, legacy=25.97, grid=0.014),
         ),
         ModelRecord(
             "bicubic",

@@ -317,8 +317,11 @@ def vidsr_model_of(loaded: LoadedWeights) -> str | None:
     shapes = {k: tuple(v.shape) for k, v in loaded.state.items()}
     for name, spec in MODELS.items():
         if spec.trainable:
-            want = {k: tuple(v.shape) for k, v in build_model(name).state_dict().items()}
-            if want == shapes:
+            net = build_model(name)
+            forms = [net.state_dict()]
+            if hasattr(net, "fuse"):  # a reparameterisable network: its file may be either form
+                forms.append(net.fuse().state_dict())
+            if any({k: tuple(v.shape) for k, v in f.items()} == shapes for f in forms):
                 return name
     return None
 
@@ -379,9 +382,11 @@ def describe_weights(path: str | Path):
 
 
 def build_generator(name: str, loaded: LoadedWeights) -> nn.Module:
-    """Registry model `name` in the file's architecture, holding the file's weights."""
+    """Registry model `name` in the file's architecture, holding the file's weights, ready for
+    inference: a reparameterisable network (rt) is folded into one conv per layer."""
     model = build_model(name, **loaded.arch)
-    return fit_state(model, loaded.state, f"{loaded.path} does not fit model {name!r}")
+    model = fit_state(model, loaded.state, f"{loaded.path} does not fit model {name!r}")
+    return model.fuse() if hasattr(model, "fuse") else model
 
 
 def load_generator(

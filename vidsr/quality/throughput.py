@@ -182,7 +182,8 @@ def _network(model: str, weights: Path | None):
         return load_network(model, weights)[0]
     with torch.random.fork_rng():  # the same random weights every run: int8 caches its graph
         torch.manual_seed(0)
-        return build_model(model)
+        net = build_model(model)
+    return net.fuse() if hasattr(net, "fuse") else net  # what inference runs: one conv a layer
 
 
 def _measure(

@@ -1,7 +1,8 @@
 """Turn a training checkpoint into the small fp16 state_dict that ships in vidsr/weights/.
 
 `vidsr export RUN/last.pt --model srresnet -o vidsr/weights/srresnet.pt` takes the EMA weights
-(what inference uses), checks they fit the registry's architecture for that model, stores every
+(what inference uses), checks they fit the registry's architecture for that model, folds a
+reparameterisable network (rt) into its inference form (one 3x3 conv per layer), stores every
 floating tensor as fp16 and prints the sha256 and the WeightsRecord line for vidsr/weights.py.
 """
 
@@ -71,6 +72,9 @@ def export_weights(src: Path, model: str, dst: Path, *, force: bool = False) -> 
             f"{src} was trained with {ckpt_arch}, which differs from the registry's {model!r} "
             f"in {differs}: shipped weights must fit the registry's architecture"
         )
+    net = build_model(model)
+    if hasattr(net, "fuse"):  # a reparameterisable network ships folded: one conv per layer
+        state = fit_state(net, state, f"{src} does not fit {model!r}").fuse().state_dict()
     half, worst = _halve(state)
     dst = Path(dst)
     if dst.exists() and not force:

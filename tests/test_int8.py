@@ -96,8 +96,11 @@ def test_int8_needs_a_cpu_and_a_builtin_network():
     with pytest.raises(VidsrError, match="int8 runs on the CPU only"):
         resolve_precision("int8", torch.device("cuda"))
     other = nn.Sequential(nn.Conv2d(3, 48, 3, padding=1), nn.PixelShuffle(4))
-    with pytest.raises(VidsrError, match="int8 is for vidsr's built-in models"):
+    with pytest.raises(VidsrError, match="int8 is for vidsr's SRResNet-family models"):
         Engine(other, device="cpu", precision="int8")
+    with pytest.raises(VidsrError, match="not RealTimeSR") as said:  # rt: fp32/bf16 only
+        Engine(build_model("rt").fuse(), device="cpu", precision="int8")
+    assert said.value.exit_code == 2
     bicubic = Engine(build_model("bicubic"), device="cpu", precision="int8")
     assert bicubic.precision == "fp32" and "no weights" in bicubic.notes[0]
 

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import MIN_TILE
-from ..errors import VidsrError
+from ..errors import ConfigError, VidsrError
 from ..models import fold_batchnorm
 from .int8 import Int8Network, int8_available, int8_supported
 from .tiling import context_pixels, upscale_tiled
@@ -188,7 +188,7 @@ def resolve_precision(
         if device.type == "cpu" and precision == "fp16":
             raise VidsrError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         if device.type != "cpu" and precision == "int8":
-            raise VidsrError("--precision int8 runs on the CPU only; use fp16 on CUDA")
+            raise ConfigError("--precision", "int8 runs on the CPU only; use fp16 on CUDA")
         return precision
     if not has_parameters:
         return "fp32"  # interpolation baselines are cheap; keep them exact

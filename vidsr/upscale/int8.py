@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import VidsrError
+from ..errors import ConfigError, VidsrError
 from ..models.srresnet import SRResNet
 
 CALIBRATION = 1  # raised whenever calibration_crops() changes what it makes
@@ -197,12 +197,13 @@ class Int8Network:
         threads: int | None = None,
     ):
         if not int8_supported(model):
-            raise VidsrError(
-                f"--precision int8 is for vidsr's built-in models (fast, srresnet, srgan, real), "
-                f"not {type(model).__name__}; use fp32 or bf16"
+            raise ConfigError(
+                "--precision",
+                "int8 is for vidsr's SRResNet-family models (fast, srresnet, srgan, real), "
+                f"not {type(model).__name__}; use fp32 or bf16",
             )
         if not int8_available():
-            raise VidsrError(f"--precision int8 needs OpenVINO and ONNX Runtime: {INSTALL}")
+            raise ConfigError("--precision", f"int8 needs OpenVINO and ONNX Runtime: {INSTALL}")
         import openvino as ov
 
         self.scale = model.scale

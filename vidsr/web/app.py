@@ -240,13 +240,16 @@ def create_app(
     @app.get("/api/events")
     async def events(request: Request):
         async def stream():
-            version = -1
+            version, states = -1, None
             while not jobs.stop.is_set():
                 now, items = jobs.snapshot()
                 if now != version:
                     version = now
                     yield f"data: {json.dumps({'version': now, 'jobs': items})}\n\n"
-                    await asyncio.sleep(SSE_EVERY)  # a fast job's every frame: a few a second
+                    seen = [(j["id"], j["state"]) for j in items]
+                    if seen == states:  # progress only: a fast job's every frame, a few a second
+                        await asyncio.sleep(SSE_EVERY)
+                    states = seen  # a job that starts or ends is told at once, never skipped
                 else:
                     yield ": still here\n\n"
                 if await request.is_disconnected():

@@ -8,7 +8,7 @@ The path, chosen by measurement (README "Speed", benchmarks/int8.py):
   channel, activations uint8 per tensor, ranges from MinMax calibration on 18 synthetic LR crops
   (`calibration_crops`: seeded dead-leaves pictures, which have the edge and size statistics of
   natural ones, shrunk by 4 with MATLAB's bicubic). Synthetic, so nothing of anyone's photographs
-  ships; on Set5/Set14 they calibrate within 0.02 dB of crops of real photos.
+  ships; on Set5/Set14 they calibrate within 0.03 dB of crops of real photos.
 - Only the residual blocks' convolutions are quantised (82% of the fast model's multiply-adds, 53%
   of SRResNet's). Quantised one at a time on Set5 (fast), the trunk's tail conv cost 0.38 dB and
   the sub-pixel upsampling conv 0.53 dB and tripled the grid index, a block conv 0.00-0.03 dB; so

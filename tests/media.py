@@ -455,3 +455,22 @@ def make_letterboxed(path: Path, *, frames: int = 12, bars: int = 16) -> None:
             f.pts = i
             out.mux(s.encode(f))
         out.mux(s.encode(None))
+
+
+def interrupted(src: Path, dst: Path, cfg, at: int) -> None:
+    """Run until `at` frames are written, then stop it as Ctrl-C would (Cancelled)."""
+    import threading
+
+    import pytest
+
+    from vidsr.errors import Cancelled
+    from vidsr.jobs.batch import BatchRunner
+
+    cancel = threading.Event()
+
+    def progress(done, total):
+        if done >= at:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        BatchRunner(cfg, cancel=cancel).run_one(src, dst, progress=progress)

@@ -25,17 +25,16 @@ Run alone with `pytest -m matrix`.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from media import decoded_numbers, make_packed_bframes_avi, make_source, numbered
+from media import decoded_numbers, interrupted, make_packed_bframes_avi, make_source, numbered
 
 from vidsr.config import EncodeConfig, UpscaleConfig
-from vidsr.errors import Cancelled, OutputError
+from vidsr.errors import OutputError
 from vidsr.jobs.batch import BatchRunner
 from vidsr.media.codecs import CODECS, CONTAINERS, NVENC
 from vidsr.media.encode import check_encode
@@ -229,18 +228,6 @@ def contents(path: Path) -> dict:
     }
 
 
-def stopped_at(src: Path, dst: Path, cfg: UpscaleConfig, at: int) -> None:
-    """Run until `at` frames are written, then stop as Ctrl-C would."""
-    cancel = threading.Event()
-
-    def progress(done, total):
-        if done >= at:
-            cancel.set()
-
-    with pytest.raises(Cancelled):
-        BatchRunner(cfg, cancel=cancel).run_one(src, dst, progress=progress)
-
-
 RESUME_CELLS = [(".mkv", "libx264"), (".mkv", "libx265"), (".mp4", "libsvtav1"),
                 (".webm", "libvpx-vp9"), (".mkv", "ffv1"), (".mov", "prores_ks")]  # fmt: skip
 
@@ -253,7 +240,7 @@ def test_a_stopped_run_resumes_to_the_unbroken_file(tmp_path, ext, codec):
     BatchRunner(config(codec)).run_one(src, whole)
     dst = tmp_path / f"out{ext}"
     for at in (4, 17):  # inside the first segment, then in the second
-        stopped_at(src, dst, config(codec), at)
+        interrupted(src, dst, config(codec), at)
         assert not dst.exists()
     result = BatchRunner(config(codec)).run_one(src, dst)
     assert result.resumed_frames == 10  # the first segment was kept
@@ -300,7 +287,7 @@ def test_a_stopped_run_of_an_mpeg_ts_source_resumes_to_the_unbroken_file(tmp_pat
     BatchRunner(config("ffv1")).run_one(src, whole)
     dst = tmp_path / "out.mkv"
     for at in (13, 24):
-        stopped_at(src, dst, config("ffv1"), at)
+        interrupted(src, dst, config("ffv1"), at)
     result = BatchRunner(config("ffv1")).run_one(src, dst)
     assert result.resumed_frames == 20
     assert contents(dst) == contents(whole)

@@ -8,7 +8,6 @@ says how interlaced a picture looks: about 0 progressive, 0.9 for these woven fr
 
 from __future__ import annotations
 
-import threading
 from fractions import Fraction
 
 import av
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from media import (
+    interrupted,
     make_clip,
     make_interlaced,
     make_letterboxed,
@@ -28,7 +28,7 @@ from PIL import Image
 
 from vidsr.cli import main
 from vidsr.config import EncodeConfig, UpscaleConfig
-from vidsr.errors import Cancelled, InputError
+from vidsr.errors import InputError
 from vidsr.jobs.batch import BatchRunner
 from vidsr.media.decode import FrameReader
 from vidsr.media.filters import plan_prep, scan
@@ -245,17 +245,6 @@ def test_a_mixed_file_is_left_alone_with_a_warning(tmp_path):
     assert not prep.active and "left as it is" in warnings[0]
 
 
-def stopped_at(src, dst, cfg, at):
-    cancel = threading.Event()
-
-    def progress(done, total):
-        if done >= at:
-            cancel.set()
-
-    with pytest.raises(Cancelled):
-        BatchRunner(cfg, cancel=cancel).run_one(src, dst, progress=progress)
-
-
 def _bytes(path):
     with av.open(str(path)) as c:
         return [(p.pts, bytes(p)) for p in c.demux(video=0) if p.size]
@@ -270,7 +259,7 @@ def test_a_stopped_run_resumes_to_the_unbroken_file(sources, tmp_path, name):
     BatchRunner(config()).run_one(made[name], whole)
     dst = tmp_path / "out.mkv"
     for at in (13, 27):
-        stopped_at(made[name], dst, config(), at)
+        interrupted(made[name], dst, config(), at)
     result = BatchRunner(config()).run_one(made[name], dst)
     assert result.resumed_frames > 0
     assert _bytes(dst) == _bytes(whole)

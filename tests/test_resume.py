@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 from click.testing import CliRunner
-from media import make_clip
+from media import interrupted, make_clip
 
 from vidsr.cli import main
 from vidsr.config import EncodeConfig, UpscaleConfig
@@ -77,18 +77,6 @@ def source_pts_and_audio(path: Path) -> tuple[list[int], list[bytes]]:
     with av.open(str(path)) as c:
         audio = [bytes(p) for p in c.demux(audio=0) if p.size]
     return pts, audio
-
-
-def interrupted(src: Path, dst: Path, cfg: UpscaleConfig, at: int) -> None:
-    """Run until `at` frames are written, then stop it as Ctrl-C would (Cancelled)."""
-    cancel = threading.Event()
-
-    def progress(done, total):
-        if done >= at:
-            cancel.set()
-
-    with pytest.raises(Cancelled):
-        BatchRunner(cfg, cancel=cancel).run_one(src, dst, progress=progress)
 
 
 def test_the_clips_have_the_segment_length_the_tests_assume(clip60, clip300):

@@ -248,8 +248,8 @@ def test_eval_video_bad_inputs_are_one_line(tmp_path):
 def test_a_resumed_stabilised_output_equals_the_unbroken_one(tmp_path):
     import threading
 
-    from media import make_clip
-    from test_resume import PER, config, contents, interrupted
+    from media import interrupted, make_clip
+    from test_resume import PER, config, contents
 
     from vidsr.errors import Cancelled
     from vidsr.jobs.batch import BatchRunner

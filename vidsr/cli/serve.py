@@ -5,7 +5,6 @@ Kept apart from vidsr.web so that `vidsr --help` imports neither FastAPI nor tor
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from pathlib import Path
 
@@ -66,11 +65,9 @@ def serve(ctx, out, host, port, inbox, roots, token, max_upload, max_attempts, j
     except ImportError:
         raise VidsrError("vidsr serve needs the web extra: pip install 'vidsr[web]'") from None
     from ..jobs.serve import JobQueue, ServeConfig
-    from ..web.app import create_app, new_token
+    from ..web.app import create_app, is_loopback, token_for
 
-    loopback = _is_loopback(host)
-    if not loopback and not token:
-        token = new_token()
+    loopback, token = is_loopback(host), token_for(host, token)
     values = options_from(ctx, params)
     config = ServeConfig(out=out, values=values, inbox=inbox, roots=tuple(roots),
                          max_attempts=max_attempts, jobs=jobs, stable_secs=stable_secs)  # fmt: skip
@@ -91,15 +88,6 @@ def serve(ctx, out, host, port, inbox, roots, token, max_upload, max_attempts, j
         sock.close()
     if queue.error is not None and not isinstance(queue.error, KeyboardInterrupt):
         raise queue.error
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import hmac
 import io
+import ipaddress
 import json
 import os
 import re
@@ -61,7 +62,19 @@ SSE_EVERY = 0.25  # at most this often a message, however fast the frames go
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_NAMES or host.startswith("127.")
+    """A listening address that only this machine reaches: localhost, 127.0.0.0/8, ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def token_for(host: str, token: str | None) -> str | None:
+    """The token requests must carry: the one given, else a new one for any address but
+    loopback, else none."""
+    return token or (None if is_loopback(host) else new_token())
 
 
 def new_token() -> str:
@@ -413,4 +426,4 @@ def create_app(
     return Guard(app, token=token, loopback=loopback)
 
 
-__all__ = ["Guard", "create_app", "is_loopback", "new_token", "safe_name"]
+__all__ = ["Guard", "create_app", "is_loopback", "new_token", "safe_name", "token_for"]

@@ -53,3 +53,56 @@ def test_bench_human_output_says_weights_are_random():
 def test_bench_rejects_bad_size():
     result = CliRunner().invoke(main, ["bench", "--size", "big", "--json"])
     assert result.exit_code != 0 and "WIDTHxHEIGHT" in result.output
+
+
+def test_bench_profile_accounts_for_the_run():
+    """--profile: each stage's CPU time alone, and a pipeline and a segmented run whose model
+    thread's sections (work and waits) add up to the run's wall time."""
+    args = ["bench", "--model", "rt", "--size", "64x48", "--frames", "8", "--device", "cpu",
+            "--precision", "fp32", "--temporal", "off", "--repeat", "1"]  # fmt: skip
+    result = CliRunner().invoke(main, [*args, "--profile", "--json"])
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.output)["profile"]
+    assert profile["cores"] >= 1
+    assert set(profile["alone_cpu_ms"]) == {"decode", "model", "colour conversion + encode"}
+    assert all(v > 0 for v in profile["alone_cpu_ms"].values())
+    for name in ("pipeline", "segmented"):
+        run = profile[name]
+        sections = run["sections_ms"]
+        for section in ("decode (and clean-up)", "model", "colour conversion", "encode"):
+            assert sections[section] > 0, (name, section)
+        model_thread = sum(v for k, v in sections.items() if k.startswith("model"))
+        # the model thread's sections cover its whole loop: all of the run but set-up and join
+        assert 0.5 * run["wall_ms"] <= model_thread <= 1.05 * run["wall_ms"], (name, run)
+    assert profile["segmented"]["sections_ms"]["join"] > 0
+    assert profile["segmented"]["sections_ms"]["segment finish (own thread)"] > 0
+    assert "join" not in profile["pipeline"]["sections_ms"]
+    human = CliRunner().invoke(main, [*args, "--profile"])
+    assert human.exit_code == 0, human.output
+    assert "where the time goes" in human.output and "at best" in human.output
+
+
+def test_stage_clock_sums_sections_across_threads():
+    import threading
+    import time
+
+    from vidsr.upscale.profile import StageClock
+
+    clock = StageClock()
+
+    def work():
+        with clock("a"):
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with clock("b"):
+        pass
+    clock.stop()
+    assert clock.calls == {"a": 2, "b": 1}
+    assert 0.1 <= clock.seconds["a"] < 0.5  # both threads' time, though they overlapped
+    assert clock.wall >= 0.05
+    assert clock.per_frame_ms(2)["a"] == 1000 * clock.seconds["a"] / 2

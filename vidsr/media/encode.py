@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -421,6 +422,7 @@ class VideoWriter:
         self._pending = None  # the next side packet, read ahead of time
         self._format = "rgb24" if info.bit_depth <= 8 else "rgb48le"
         self._lock: WriterLock | None = None
+        self.clock = _untimed  # vidsr.upscale.profile.StageClock when a run is profiled
 
     # -- setup ---------------------------------------------------------------------------------
     def __enter__(self) -> VideoWriter:
@@ -536,21 +538,25 @@ class VideoWriter:
     # -- writing -------------------------------------------------------------------------------
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one (H, W, 3) uint8/uint16 RGB frame at `pts` (source time_base)."""
-        frame = av.VideoFrame.from_ndarray(rgb, format=self._format)
-        frame = frame.reformat(
-            format=self._video.pix_fmt,
-            dst_colorspace=self.info.matrix,
-            dst_color_range=2 if self.info.full_range else 1,
-            interpolation=_SWS,
-        )
+        with self.clock("colour conversion"):
+            frame = av.VideoFrame.from_ndarray(rgb, format=self._format)
+            frame = frame.reformat(
+                format=self._video.pix_fmt,
+                dst_colorspace=self.info.matrix,
+                dst_color_range=2 if self.info.full_range else 1,
+                interpolation=_SWS,
+            )
         frame.pts = pts
         frame.time_base = self.info.time_base
-        self._mux_side_until(float(pts * self.info.time_base))
+        with self.clock("mux"):
+            self._mux_side_until(float(pts * self.info.time_base))
         try:
-            packets = self._video.encode(frame)
+            with self.clock("encode"):
+                packets = self._video.encode(frame)
         except (av.error.FFmpegError, OSError) as e:
             raise write_error(self.dst, e) from None
-        self._mux(packets)
+        with self.clock("mux"):
+            self._mux(packets)
         self.stats.frames += 1
 
     def _mux(self, packets) -> None:
@@ -657,6 +663,10 @@ class VideoWriter:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _untimed(name: str):
+    return nullcontext()
 
 
 def open_output(path: Path) -> av.container.OutputContainer:

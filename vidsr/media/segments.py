@@ -138,10 +138,11 @@ class SegmentEncoder(VideoWriter):
         self.dst = self.folder / segment_name(self.index, self.suffix)
         self.tmp = temp_path_for(self.dst)
         try:
-            self._lock = WriterLock(self.tmp)
-            self._out = open_output(self.tmp)
-            self._open_video()  # the same stream set-up as an unsegmented output
-            self._out.start_encoding()
+            with self.clock("segment open"):
+                self._lock = WriterLock(self.tmp)
+                self._out = open_output(self.tmp)
+                self._open_video()  # the same stream set-up as an unsegmented output
+                self._out.start_encoding()
         except (av.error.FFmpegError, OSError) as e:
             self._cleanup()
             raise write_error(self.dst, e) from None
@@ -150,7 +151,8 @@ class SegmentEncoder(VideoWriter):
             raise
 
     def _hand_over(self) -> None:
-        self._wait()  # the one before is done: two encoders at most
+        with self.clock("encode: wait for the segment before"):
+            self._wait()  # the one before is done: two encoders at most
         full = _Full(self._out, self._video, self.tmp, self.dst, self._lock, self.index,
                      self._count, self._first_pts, self._last_pts)  # fmt: skip
         self._out = self._video = self._lock = None
@@ -160,11 +162,13 @@ class SegmentEncoder(VideoWriter):
 
     def _finish(self, full: _Full) -> None:
         try:
-            full.out.mux(full.video.encode(None))  # the encoder's delayed frames
-            full.out.close()
-            os.replace(full.tmp, full.dst)
-            fsync_path(full.dst)
-            fsync_path(self.folder)
+            with self.clock("segment finish (own thread)"):
+                full.out.mux(full.video.encode(None))  # the encoder's delayed frames
+                full.out.close()
+                os.replace(full.tmp, full.dst)
+            with self.clock("segment fsync (own thread)"):
+                fsync_path(full.dst)
+                fsync_path(self.folder)
         except (av.error.FFmpegError, OSError) as e:
             with contextlib.suppress(Exception):
                 full.out.close()

@@ -12,6 +12,7 @@ The network has random weights: speed does not depend on the values.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from ..models import build_model
 from ..models.records import COMMUNITY
 from ..upscale.engine import Engine
 from ..upscale.pipeline import resolve_batch_size, upscale_file
+from ..upscale.profile import StageClock
 from ..upscale.slots import SlotRing
 
 
@@ -47,6 +49,7 @@ class BenchResult:
     batch_size: int
     size: str
     scale: int = 4
+    profile: dict | None = None  # --profile: where the time goes (profile_stages)
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -143,6 +146,7 @@ def run_bench(
     repeat: int = 2,
     threads: int | None = None,
     workdir: Path | None = None,
+    profile: bool = False,
 ) -> BenchResult:
     """The measurements for `config`'s model and engine options (model, weights, device,
     precision, batch size, tile, memory); a registry model runs with random weights, a
@@ -164,7 +168,9 @@ def run_bench(
             Path(tmp) / "clip.mp4", width=width, height=height, seconds=frames / 25, fps=25
         )
         batch = resolve_batch_size(engine, config.batch_size, probe(clip))
-        best = _measure(engine, replace(config, batch_size=batch), clip, frames, repeat, Path(tmp))
+        config = replace(config, batch_size=batch)
+        best = _measure(engine, config, clip, frames, repeat, Path(tmp))
+        stages = profile_stages(engine, config, clip, frames, Path(tmp)) if profile else None
     return BenchResult(
         **{f"{k}_fps": round(v, 3) for k, v in best.items()},
         device=str(engine.device),
@@ -172,6 +178,7 @@ def run_bench(
         batch_size=batch,
         size=f"{width}x{height}",
         scale=engine.scale,
+        profile=stages,
     )
 
 
@@ -212,4 +219,43 @@ def _measure(
     return best
 
 
-__all__ = ["BenchResult", "parse_size", "run_bench"]
+def profile_stages(
+    engine: Engine, config: UpscaleConfig, clip: Path, frames: int, tmp: Path
+) -> dict:
+    """Where the time goes, in ms per frame: each stage's CPU time alone (process CPU seconds
+    over a warm pass of that stage only, every thread of it counted), then one pipeline and one
+    segmented pass with every section timed on the thread that runs it (wall time: the stages
+    overlap) and the process's CPU time against the cores there are."""
+    info = probe(clip)
+    batch = int(config.batch_size)
+    still = np.stack([sample_frame(i, info.width, info.height) for i in range(min(frames, 3))])
+
+    def cpu_ms(fn) -> float:
+        t = time.process_time()
+        fn()
+        return round(1000 * (time.process_time() - t) / frames, 2)
+
+    alone = {
+        "decode": cpu_ms(lambda: decode_fps(clip, batch)),
+        "model": cpu_ms(lambda: model_fps(engine, still, batch, frames, warmup=0)),
+        "colour conversion + encode": cpu_ms(
+            lambda: encode_fps(clip, tmp / "enc.mp4", config, engine.scale, frames)
+        ),
+    }
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    out = {"cores": cores or 1, "alone_cpu_ms": alone}
+    segmented = replace(config, segment_seconds=max(1, frames // 2) / 25, resume=False)
+    for name, cfg in (("pipeline", config), ("segmented", segmented)):
+        clock = StageClock()
+        result = upscale_file(clip, tmp / f"profiled-{name}.mp4", cfg, engine=engine, clock=clock)
+        clock.stop()
+        n = result.frames
+        out[name] = {
+            "wall_ms": round(1000 * clock.wall / n, 2),
+            "cpu_ms": round(1000 * clock.cpu / n, 2),
+            "sections_ms": {k: round(v, 2) for k, v in clock.per_frame_ms(n).items()},
+        }
+    return out
+
+
+__all__ = ["BenchResult", "parse_size", "profile_stages", "run_bench"]

@@ -34,6 +34,7 @@ from ..media.span import (
 )
 from ..models.records import COMMUNITY
 from .engine import Engine, resolve_device
+from .profile import StageClock, untimed
 from .resume import WorkFolder, job_identity, work_path
 from .slots import SlotRing
 
@@ -138,6 +139,7 @@ class FileRun:
     batch_size: int
     cancel: threading.Event | None
     note: Callable[[str], None]  # a warning for the user and the result
+    clock: Callable = untimed  # a StageClock when the run is profiled (vidsr bench --profile)
 
     def reader(self, window: Window | None = None, seek_to: int | None = None):
         """The frames of `window` (the output's time base; None: all), read from a seek to
@@ -161,6 +163,7 @@ def upscale_file(
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
     inform: Callable[[str], None] | None = None,
+    clock: StageClock | None = None,
 ) -> UpscaleResult:
     """Upscale one video file into `dst` with a ready engine (vidsr.jobs.batch builds and caches
     them) and the output's EncodePlan (planned here when not given).
@@ -170,6 +173,7 @@ def upscale_file(
     it is encoded in segments in a work folder first, and a rerun after any interruption goes on
     from the last finished segment (vidsr.upscale.resume). `inform` gets the one-line description
     of the run (model, device, precision, batch, scale, encoder) and the resume notices.
+    `clock` times the stages' sections (vidsr.upscale.profile).
     """
     src, dst = Path(src), Path(dst)
     info = info or probe(src)
@@ -185,7 +189,8 @@ def upscale_file(
     batch_size = resolve_batch_size(engine, config.batch_size, out)
     if inform is not None:
         inform(describe_run(src, dst, config, engine, out, batch_size, plan, prep))
-    run = FileRun(src, dst, config, engine, info, prep, out, plan, batch_size, cancel, note)
+    run = FileRun(src, dst, config, engine, info, prep, out, plan, batch_size, cancel, note,
+                  clock or untimed)  # fmt: skip
     t0 = time.perf_counter()
     if config.segment_seconds:
         reader, written = _segmented(run, result, progress, inform)
@@ -306,8 +311,8 @@ def _segmented(
             work.remove()
             where = " in the --start/--duration span" if window is not None else " could be decoded"
             raise InputError(f"{run.src}: no frame{where}")
-        with SegmentMuxer(info, run.dst, run.plan, work.files(), overwrite=config.overwrite,
-                          window=window, warn=run.note) as muxer:  # fmt: skip
+        with run.clock("join"), SegmentMuxer(info, run.dst, run.plan, work.files(),
+                overwrite=config.overwrite, window=window, warn=run.note) as muxer:  # fmt: skip
             muxer.copy()
         result.frames = work.frames_done
         work.remove()
@@ -457,6 +462,7 @@ def run_stages(
     on_cpu = engine.device.type != "cuda"
     stages = _Stages(cancel)
     reader.stop = stages.stop
+    clock = writer.clock = run.clock
     batch_size = reader.batch_size
     # Slots bound the memory between stages: the queues never hold more than the slots there are.
     ring = SlotRing(
@@ -471,19 +477,19 @@ def run_stages(
     upscaled: queue.Queue = queue.Queue()
     threads = [
         threading.Thread(
-            target=_decode_stage, args=(reader, ring, decoded, stages), daemon=True,
+            target=_decode_stage, args=(reader, ring, decoded, stages, clock), daemon=True,
             name="vidsr-decode",
         ),
         threading.Thread(
             target=_encode_stage, args=(writer, ring, upscaled, stages, total, progress,
-                                        None if on_cpu else stabiliser),
+                                        None if on_cpu else stabiliser, clock),
             daemon=True, name="vidsr-encode",
         ),
     ]  # fmt: skip
     for t in threads:
         t.start()
     try:
-        _model_stage(ring, decoded, upscaled, stages, stabiliser, on_cpu)
+        _model_stage(ring, decoded, upscaled, stages, stabiliser, on_cpu, clock)
     except BaseException as e:  # noqa: BLE001 - handed to the shared error slot
         stages.fail(e)
     finally:
@@ -512,11 +518,19 @@ def _stabiliser(run: FileRun, seams: int) -> Stabiliser | None:
     return Stabiliser(run.config.temporal, reset_every=seams)
 
 
-def _decode_stage(reader: FrameReader, ring: SlotRing, out: queue.Queue, stages: _Stages) -> None:
+def _decode_stage(
+    reader: FrameReader, ring: SlotRing, out: queue.Queue, stages: _Stages, clock=untimed
+) -> None:
     try:
         with reader:
-            for batch in reader:
-                slot = stages.get(ring.free_in)  # waits while every slot is in use downstream
+            batches = iter(reader)
+            while True:
+                with clock("decode (and clean-up)"):
+                    batch = next(batches, None)
+                if batch is None:
+                    break
+                with clock("decode: wait for a free slot"):
+                    slot = stages.get(ring.free_in)  # while every slot is in use downstream
                 if slot is _END:
                     return
                 if batch.frames.shape[1:] != slot.host.shape[1:]:
@@ -538,23 +552,28 @@ def _model_stage(
     stages: _Stages,
     stabiliser: Stabiliser | None = None,
     on_cpu: bool = True,
+    clock=untimed,
 ) -> None:
     """Queue each filled slot's copies and network run; on CUDA this never waits for the GPU.
     With a stabiliser, on a CPU it runs here on the finished frames; on CUDA the output slot
     takes a copy of the input frames to the encode thread, which runs it."""
     while True:
-        slot = stages.get(inq)
+        with clock("model: wait for decoded frames"):
+            slot = stages.get(inq)
         if slot is _END:
             stages.put(out, _END)
             return
-        free = stages.get(ring.free_out)  # waits only when the encoder is behind
+        with clock("model: wait for the encoder"):
+            free = stages.get(ring.free_out)  # waits only when the encoder is behind
         if free is _END:
             return
         if stabiliser is not None and not on_cpu:  # host frames stay until the slot goes back
             free.lr = slot.host.numpy()[: slot.n].copy()
-        done = ring.run(slot, free)
+        with clock("model"):
+            done = ring.run(slot, free)
         if stabiliser is not None and on_cpu:  # the run is done: the frames are there
-            stabiliser(slot.host.numpy()[: slot.n], done.frames())
+            with clock("temporal stabiliser"):
+                stabiliser(slot.host.numpy()[: slot.n], done.frames())
         ring.free_in.put(slot)  # its host buffer is refilled only after its H2D event
         if not stages.put(out, done):
             return
@@ -568,18 +587,22 @@ def _encode_stage(
     total: int,
     progress: Progress | None,
     stabiliser: Stabiliser | None = None,
+    clock=untimed,
 ) -> None:
     try:
         done = 0
         while True:
-            slot = stages.get(inq)
+            with clock("encode: wait for upscaled frames"):
+                slot = stages.get(inq)
             if slot is _END:
                 if progress is not None and not stages.stopped():
                     progress(done, done)  # the estimate corrected: the bar ends full
                 return
-            frames = slot.frames()
+            with clock("encode: wait for the device's copy"):  # CUDA; on a CPU it is there
+                frames = slot.frames()
             if stabiliser is not None:
-                stabiliser(slot.lr, frames)  # in place, in the slot's host buffer
+                with clock("temporal stabiliser"):
+                    stabiliser(slot.lr, frames)  # in place, in the slot's host buffer
             for frame, pts in zip(frames, slot.pts, strict=True):
                 writer.write(frame, pts)  # a contiguous view into the pinned slot
                 done += 1

@@ -215,3 +215,28 @@ def test_every_option_parses_its_own_output():
         for given in [opt.default, *samples.get(opt.name, [])]:
             once = opt.parse(given)
             assert opt.parse(once) == once, (opt.name, given)
+
+
+@pytest.mark.parametrize(
+    ("cap", "fast"),
+    [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True), ("ALL", True)],
+)
+def test_an_isa_cap_below_bf16_makes_auto_fp32(monkeypatch, tmp_path, cap, fast):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on a bf16 CPU: oneDNN would emulate bf16, so auto takes fp32."""
+    from vidsr.upscale import engine as engine_mod
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda p, *a, **k: real_open(cpuinfo if p == "/proc/cpuinfo" else p, *a, **k),
+    )
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    engine_mod.cpu_has_fast_bf16.cache_clear()
+    try:
+        assert engine_mod.cpu_has_fast_bf16() is fast
+        want = "bf16" if fast else "fp32"
+        assert engine_mod.resolve_precision("auto", torch.device("cpu")) == want
+    finally:
+        engine_mod.cpu_has_fast_bf16.cache_clear()

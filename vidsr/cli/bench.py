@@ -84,10 +84,11 @@ def show_profile(profile: dict) -> None:
     for name in ("pipeline", "segmented"):
         run = profile[name]
         busy = run["cpu_ms"] / (run["wall_ms"] * cores) if run["wall_ms"] else 0.0
+        best = work / cores / run["wall_ms"] if run["wall_ms"] else 0.0
         click.echo(
-            f"  {name}: {run['wall_ms']:.2f} ms a frame ({1000 / run['wall_ms']:.2f} fps), "
-            f"CPU {run['cpu_ms']:.2f} ms ({busy:.0%} of {cores} core(s) busy); wall time of "
-            "each section, on the thread that runs it:"
+            f"  {name}: {run['wall_ms']:.2f} ms a frame ({1000 / run['wall_ms']:.2f} fps, "
+            f"{best:.2f} of the best above), CPU {run['cpu_ms']:.2f} ms ({busy:.0%} of "
+            f"{cores} core(s) busy); wall time of each section, on the thread that runs it:"
         )
         for section, ms in run["sections_ms"].items():
             click.echo(f"    {section:<42}{ms:>8.2f}")

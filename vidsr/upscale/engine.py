@@ -159,7 +159,14 @@ def batch_for_memory(per_frame: int, free: int, *, headroom: float = 0.8, cap: i
 
 @cache
 def cpu_has_fast_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX), so bf16 beats fp32."""
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX), so bf16 beats fp32, and
+    oneDNN may use it: ONEDNN_MAX_CPU_ISA=AVX2 (a cap for testing, or a workaround) makes the
+    convolutions emulate bf16, slower than fp32."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL"
+    if cap.upper() not in ("ALL", "DEFAULT") and not any(
+        isa in cap.upper() for isa in ("BF16", "AMX", "AVX10")
+    ):
+        return False
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()

@@ -36,6 +36,7 @@ def dry(tmp_path_factory):
     return run, out
 
 
+@pytest.mark.slow  # the dry run of every step: about 25 s on 2 cores
 def test_dry_run_checks_every_step_and_prints_what_it_would_run(dry):
     run, out = dry
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -60,6 +61,7 @@ def test_dry_run_checks_every_step_and_prints_what_it_would_run(dry):
     assert all(s.startswith("ok") for s in statuses.values()), statuses
 
 
+@pytest.mark.slow  # shares the dry run above
 def test_dry_run_results_hold_the_real_parsers_output(dry):
     _, out = dry
     data = json.loads((out / "results.json").read_text())
@@ -159,6 +161,7 @@ def test_prepare_device_fetches_binary_wheels_for_the_device_python():
     assert ignored.returncode == 0  # the wheels never become part of the tree
 
 
+@pytest.mark.slow  # trains, scores and exports in miniature: about 27 s
 def test_gpu_train_dry_run_trains_scores_and_exports(tmp_path):
     """benchmarks/gpu_train.sh --dry-run: every step of the GPU training call, in miniature."""
     out = tmp_path / "out"

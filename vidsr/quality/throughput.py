@@ -199,7 +199,7 @@ def _measure(
     """Best of `repeat` of each measurement, interleaved so a busy moment hits them alike."""
     info = probe(clip)
     batch = int(config.batch_size)
-    segmented = replace(config, segment_seconds=max(1, frames // 2) / 25, resume=False)
+    segmented = segmented_config(config, frames)
     still = np.stack(
         [sample_frame(i, info.width, info.height) for i in range(min(frames, 3 * batch))]
     )
@@ -217,6 +217,11 @@ def _measure(
     if not config.temporal:
         best["steady_off"] = best["pipeline"]
     return best
+
+
+def segmented_config(config: UpscaleConfig, frames: int) -> UpscaleConfig:
+    """The config of the segmented measurement: the generated clip (25 fps) in two segments."""
+    return replace(config, segment_seconds=max(1, frames // 2) / 25, resume=False)
 
 
 def profile_stages(
@@ -244,7 +249,7 @@ def profile_stages(
     }
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     out = {"cores": cores or 1, "alone_cpu_ms": alone}
-    segmented = replace(config, segment_seconds=max(1, frames // 2) / 25, resume=False)
+    segmented = segmented_config(config, frames)
     for name, cfg in (("pipeline", config), ("segmented", segmented)):
         clock = StageClock()
         result = upscale_file(clip, tmp / f"profiled-{name}.mp4", cfg, engine=engine, clock=clock)

@@ -130,7 +130,64 @@ def test_calibration_crops_are_synthetic_seeded_and_picture_like():
 
 
 @needs_int8
-def test_auto_engine_never_takes_int8_by_itself(cache, monkeypatch):
+def test_auto_engine_takes_int8_on_a_cpu_without_bf16(cache, monkeypatch):
     monkeypatch.setattr(engine_mod, "cpu_has_fast_bf16", lambda: False)  # an AVX2 machine
     net, value_range = load_network("fast", None)
-    assert Engine(net, device="cpu", value_range=value_range).precision == "fp32"
+    assert Engine(net, device="cpu", value_range=value_range).precision == "int8"
+    rt, rt_range = load_network("rt", None)  # no int8 path: fp32
+    assert Engine(rt, device="cpu", value_range=rt_range).precision == "fp32"
+    monkeypatch.setattr(engine_mod, "cpu_has_fast_bf16", lambda: True)
+    net, value_range = load_network("fast", None)
+    assert Engine(net, device="cpu", value_range=value_range).precision == "bf16"
+
+
+SIGNAL_STACK_SCRIPT = """
+import contextlib, ctypes, signal, subprocess, sys, time
+import torch
+from vidsr.models import build_model
+from vidsr.upscale import int8
+from vidsr.upscale.engine import Engine
+
+def stack():
+    now = int8._SignalStack()
+    int8._sigaltstack()(None, ctypes.byref(now))
+    return (now.ss_sp, now.ss_flags, now.ss_size)
+
+if sys.argv[1] == "unguarded":
+    int8.kept_signal_stack = contextlib.nullcontext
+before = stack()
+frame = torch.zeros(1, 24, 24, 3, dtype=torch.uint8)
+engines = [Engine(build_model("fast"), device="cpu", precision="int8") for _ in range(2)]
+for e in engines:
+    e(frame)
+for i in (0, 1):  # released in the order made: the second puts back the first's freed stack
+    engines[i] = None
+after = stack()
+signal.signal(signal.SIGCHLD, lambda *a: None)  # as torch's DataLoader leaves it
+for _ in range(3):
+    subprocess.run(["true"])
+    time.sleep(0.05)
+print("same" if after == before else f"changed {before} -> {after}")
+"""
+
+
+@needs_int8
+def test_released_engines_leave_the_signal_stack_as_it_was(cache, tmp_path):
+    """OpenVINO's CPU plugin puts back a freed signal stack when compiled models are released
+    in the order they were made; a Python signal handled on it afterwards wrote into freed memory
+    or, once unmapped, killed the process (SIGSEGV: the test session died of it). vidsr keeps the
+    thread's own stack around OpenVINO's calls (int8.kept_signal_stack)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "stack.py"
+    script.write_text(SIGNAL_STACK_SCRIPT)
+    guarded = subprocess.run([sys.executable, str(script), "guarded"], capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert guarded.returncode == 0, guarded.stderr[-2000:]
+    assert guarded.stdout.strip().splitlines()[-1] == "same", guarded.stdout
+    # Without the guard OpenVINO leaves a stack that is not the thread's (while it has the bug:
+    # said here, not asserted, so that a fixed OpenVINO does not fail the test).
+    bare = subprocess.run([sys.executable, str(script), "unguarded"], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    print(f"\nwithout kept_signal_stack: exit {bare.returncode}, {bare.stdout.strip()[-120:]}")

@@ -340,7 +340,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", ("--device",), "auto, cpu, cuda or cuda:N.", parse_device, "auto"),
     Option("precision", ("--precision",), "auto, fp32, bf16, fp16 (CUDA) or int8 (CPU, built-in "
            "models, needs vidsr[int8]); auto: fp16 on CUDA, bf16 on a CPU with native bf16, "
-           "else fp32 (int8 only when asked for).", parse_precision, "auto"),
+           "else int8 for a built-in model where OpenVINO is installed, else fp32.",
+           parse_precision, "auto"),
     Option("batch_size", ("--batch-size",), "Frames per model call, or auto (what fits the free "
            "device memory; 1 on a CPU).", parse_batch, "auto", metavar="auto|N"),
     Option("tile", ("--tile",), "auto (tiles only when memory runs out), off, or a tile size in "

@@ -27,10 +27,12 @@ calibration recipe, the pixel range and the quantiser's version, so later runs o
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import tempfile
 import threading
 import warnings
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -185,6 +187,47 @@ def _keep(made: Path, path: Path) -> None:
         pass
 
 
+class _SignalStack(ctypes.Structure):  # stack_t of sigaltstack(2)
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int),
+                ("ss_size", ctypes.c_size_t)]  # fmt: skip
+
+
+@cache
+def _sigaltstack():
+    """libc's sigaltstack, or None where there is none (not Linux/glibc-like)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.sigaltstack
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.POINTER(_SignalStack), ctypes.POINTER(_SignalStack)]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+@contextmanager
+def kept_signal_stack():
+    """Give this thread back its alternate signal stack after OpenVINO has run.
+
+    OpenVINO's CPU plugin (2026.4) installs a signal stack of its own on the thread that compiles
+    a model, saving the one before, and puts the saved one back when that compiled model is
+    released. Released out of order (two engines, the first freed first), a stack that was freed
+    already is put back; the next signal handled on it (Python's handlers ask for the signal stack:
+    SIGCHLD after DataLoader workers, SIGINT, SIGTERM) cannot be delivered and the kernel kills the
+    process with SIGSEGV. Seen with gdb (`catch syscall sigaltstack`); tests/int8_cases.py
+    reproduces it."""
+    fn = _sigaltstack()
+    if fn is None:
+        yield
+        return
+    before = _SignalStack()
+    fn(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        fn(ctypes.byref(before), None)
+
+
 class Int8Network:
     """An SRResNet quantised (see the module doc) and compiled by OpenVINO for this CPU; called
     like the network: float (N, 3, H, W) -> float (N, 3, sH, sW), any size."""
@@ -214,17 +257,30 @@ class Int8Network:
             config["INFERENCE_NUM_THREADS"] = threads
         path = cache_path(model, value_range)
         self.cached = path.is_file()  # False: quantised now (and kept for the next run)
-        if self.cached:
-            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        else:
-            with tempfile.TemporaryDirectory(prefix="vidsr-int8-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="vidsr-int8-") as tmp:
+            if not self.cached:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # the exporter's and quantiser's advice
                     made = quantise(model, Path(tmp) / "int8.onnx", value_range)
                 _keep(made, path)
-                self.compiled = core.compile_model(core.read_model(str(made)), "CPU", config)
-        self._request = self.compiled.create_infer_request()
+                path = made  # read from here: the cache may not be writable
+            with kept_signal_stack():
+                self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+                self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one request, reused: calls from several threads queue
+
+    def close(self) -> None:
+        """Release the compiled model now, keeping this thread's signal stack (see
+        kept_signal_stack); also done when the network is garbage-collected."""
+        compiled = self.__dict__.pop("compiled", None)
+        request = self.__dict__.pop("_request", None)
+        if compiled is None and request is None:
+            return
+        with kept_signal_stack():
+            del request, compiled
+
+    def __del__(self) -> None:
+        self.close()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().float().cpu().numpy())

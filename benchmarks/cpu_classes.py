@@ -1,6 +1,6 @@
 """Every built-in model's speed per CPU class on this machine, in one run: the README's table.
 
-    .venv/bin/python benchmarks/cpu_classes.py --out /tmp/classes.json       # ~15 min on 2 cores
+    .venv/bin/python benchmarks/cpu_classes.py --out classes.json       # ~15 min on 2 cores
 
 Classes: "AVX2 fp32" and "AVX2 int8" cap the instruction sets of both libraries that run the
 convolutions (ONEDNN_MAX_CPU_ISA=AVX2 for oneDNN in torch and in OpenVINO, ATEN_CPU_CAPABILITY=avx2

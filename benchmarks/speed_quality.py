@@ -1,8 +1,8 @@
 """Speed against quality per model and precision: a table and docs/speed_quality.png.
 
     .venv/bin/pip install matplotlib          # for the picture only; not a vidsr dependency
-    .venv/bin/python benchmarks/speed_quality.py --speed /tmp/classes.json \\
-        --data ../shared/data/benchmarks --quality /tmp/quality.json --plot docs/speed_quality.png
+    .venv/bin/python benchmarks/speed_quality.py --speed classes.json \\
+        --data ../shared/data/benchmarks --quality quality.json --plot docs/speed_quality.png
 
 Speed: end-to-end fps of `vidsr bench` at 320x180 -> 1280x720 (decode, model, x264 at the
 default preset, mux; `--temporal off`, the stabiliser being a choice of its own), taken from the
